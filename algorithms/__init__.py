@@ -1,0 +1,58 @@
+"""Pure loss functions of the suite and the one registry ``ALGORITHMS``.
+
+Every entry maps a name to an :class:`AlgorithmSpec`: the loss
+``loss(batch, params) -> (scalar, diagnostics)``, its frozen params dataclass
+(defaults = paper defaults), the batch kind it reads and the paper's default
+number of gradient epochs per rollout batch (EXPERIMENTS.md §1 "Multi-epoch":
+PPO, GRPO, TPO and variants 4; DG 1). REINFORCE/PG is not given an epoch count
+in EXPERIMENTS.md; it has no importance ratio, so reusing a batch would be
+off-policy — it gets 1, as do the single-pass CE oracle, DRO-V and KTO.
+
+Variants are params, not entries: TPO-no-anchor = ``TPOParams(anchor=False)``,
+GRPO no-KL = ``GRPOParams(kl_beta=0)``, zero-variance masked GRPO =
+``GRPOParams(mask_zero_variance=True)``, Dr.GRPO = ``aggregation="constant"``,
+TPO_token / GRPO_token = the same losses on token-candidate groups.
+"""
+from __future__ import annotations
+
+from .batch import GroupBatch, TrajectoryBatch, TransitionBatch, group_to_trajectories
+from .ce import CEParams, ce_loss
+from .dg import DGParams, dg_loss
+from .dro import DROVParams, KTOParams, dro_v_loss, kto_loss
+from .grpo import GRPOParams, RLOOParams, grpo_loss, rloo_loss
+from .pg import PGParams, pg_loss
+from .ppo import PPOParams, ppo_loss
+from .registry import AlgorithmSpec
+from .tpo import GroupPGParams, TPOParams, group_pg_loss, tpo_loss
+
+ALGORITHMS: dict[str, AlgorithmSpec] = {
+    "tpo": AlgorithmSpec("tpo", tpo_loss, TPOParams, "group", 4, "Target Policy Optimization: CE fit to q ∝ π_old·exp(u/η)"),
+    "group_pg": AlgorithmSpec("group_pg", group_pg_loss, GroupPGParams, "group", 4, "TPO ablation: PG with the standardised score u/η"),
+    "pg": AlgorithmSpec("pg", pg_loss, PGParams, "trajectory", 1, "REINFORCE with a constant/batch-mean/expected/learned baseline"),
+    "ppo": AlgorithmSpec("ppo", ppo_loss, PPOParams, "trajectory", 4, "PPO-clip, token-level ratio, batch-mean baseline"),
+    "grpo": AlgorithmSpec("grpo", grpo_loss, GRPOParams, "group", 4, "GRPO: group-standardised advantage, clipped ratio, k3 KL"),
+    "rloo": AlgorithmSpec("rloo", rloo_loss, RLOOParams, "group", 4, "REINFORCE with the leave-one-out group baseline"),
+    "dg": AlgorithmSpec("dg", dg_loss, DGParams, "trajectory", 1, "Delightful PG: PG gated by σ(A·surprisal/η)"),
+    "ce": AlgorithmSpec("ce", ce_loss, CEParams, "group", 1, "supervised cross-entropy oracle (bandits only)"),
+    "dro_v": AlgorithmSpec("dro_v", dro_v_loss, DROVParams, "trajectory", 1, "DRO with a value function, single trajectories"),
+    "kto": AlgorithmSpec("kto", kto_loss, KTOParams, "trajectory", 1, "KTO on single scored trajectories"),
+}
+
+
+def get_algorithm(name: str) -> AlgorithmSpec:
+    """The registered spec of ``name``; KeyError listing the valid names otherwise."""
+    try:
+        return ALGORITHMS[name]
+    except KeyError:
+        raise KeyError(f"unknown algorithm {name!r}; valid: {', '.join(sorted(ALGORITHMS))}") from None
+
+
+__all__ = [
+    "ALGORITHMS",
+    "AlgorithmSpec",
+    "GroupBatch",
+    "TrajectoryBatch",
+    "TransitionBatch",
+    "get_algorithm",
+    "group_to_trajectories",
+]

@@ -1,0 +1,72 @@
+"""PPO with a clipped token-level ratio, as run in the TPO paper's experiments.
+
+Schulman et al., "Proximal Policy Optimization Algorithms", arXiv 1707.06347,
+eq. (7) (L^CLIP); the TPO paper's variant (Kaddour 2026, §4): one rollout per
+prompt, A_t = r_t − mean_B r_t, no critic, no GAE; EXPERIMENTS.md §1.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from .aggregate import aggregate, check_aggregation
+from .batch import TrajectoryBatch
+from .kl import kl_k3
+from .shaping import check_baseline, trajectory_advantage, value_loss
+
+
+@dataclass(frozen=True)
+class PPOParams:
+    """clip_eps: ε of clip(ρ, 1−ε, 1+ε); baseline/baseline_value: as PGParams;
+    aggregation: see aggregate.py; value_coef > 0 adds a learned-critic
+    regression when batch.values is given."""
+
+    clip_eps: float = 0.2
+    baseline: str = "batch_mean"
+    baseline_value: float = 0.0
+    aggregation: str = "seq_sum"
+    value_coef: float = 0.0
+
+    def __post_init__(self) -> None:
+        check_baseline(self.baseline)
+        check_aggregation(self.aggregation)
+        if not self.clip_eps >= 0:
+            raise ValueError(f"clip_eps: must be >= 0, got {self.clip_eps}")
+
+
+def clipped_surrogate(log_ratio: Tensor, adv: Tensor, clip_eps: float) -> tuple[Tensor, Tensor]:
+    """(min(ρA, clip(ρ, 1−ε, 1+ε)A), ρ) with ρ = exp(log_ratio); shared by PPO and GRPO."""
+    ratio = torch.exp(log_ratio)
+    surr = torch.minimum(ratio * adv, ratio.clamp(1.0 - clip_eps, 1.0 + clip_eps) * adv)
+    return surr, ratio
+
+
+def ppo_loss(batch: TrajectoryBatch, params: PPOParams) -> tuple[Tensor, dict[str, Tensor]]:
+    """PPO-clip: loss = −agg(min(ρ_t A_t, clip(ρ_t, 1−ε, 1+ε) A_t)).
+
+    Shapes: batch.logp, logp_old, rewards, mask [N, T]; weights, values [N].
+    ρ_t = exp(log π_θ(a_t) − log π_old(a_t)) (token level, not clamped);
+    A_t: the PG advantage (:func:`shaping.advantage`, default r_t − mean_B r_t).
+    Default aggregation "seq_sum" = the paper's −mean_B Σ_t. With value_coef > 0
+    and batch.values: + value_coef · ½ · mean_n (r_n − V_n)².
+
+    Invariant (tests): at ratio 1 (logp = logp_old) the gradient equals
+    pg_loss's with the same advantage and aggregation.
+    """
+    adv = trajectory_advantage(batch, params.baseline, params.baseline_value)
+    mask = batch.token_mask()
+    log_ratio = batch.logp - batch.logp_old.detach()
+    surr, ratio = clipped_surrogate(log_ratio, adv, params.clip_eps)
+    loss = aggregate(-surr, mask, params.aggregation, weights=batch.weights)
+    if params.value_coef > 0 and batch.values is not None:
+        loss = loss + params.value_coef * value_loss(batch)
+    with torch.no_grad():
+        clipped = ((ratio - 1.0).abs() > params.clip_eps).to(mask.dtype)
+        diags = {
+            "clip_frac": aggregate(clipped, mask, "token_mean", weights=batch.weights),
+            "approx_kl": aggregate(kl_k3(batch.logp, batch.logp_old), mask, "token_mean", weights=batch.weights),
+            "adv_abs": aggregate(adv.abs(), mask, "token_mean", weights=batch.weights),
+        }
+    return loss, {k: v.detach() for k, v in diags.items()}

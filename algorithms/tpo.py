@@ -1,0 +1,123 @@
+"""Target Policy Optimization (TPO) and its Group PG ablation.
+
+Kaddour, "Target Policy Optimization", arXiv 2604.06159 (2026), §3 (target
+construction and the cross-entropy fit) and the Group PG ablation (Fig. 8);
+EXPERIMENTS.md §1.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from .aggregate import aggregate, weighted_mean
+from .batch import GroupBatch
+from .shaping import standardise_scores, success_fail_means, zero_variance_groups
+
+
+@dataclass(frozen=True)
+class TPOParams:
+    """eta: target temperature η; anchor: q ∝ π_old·exp(u/η) (True) or
+    exp(u/η) (TPO-no-anchor); std_eps: standardisation threshold."""
+
+    eta: float = 1.0
+    anchor: bool = True
+    std_eps: float = 1e-6
+
+    def __post_init__(self) -> None:
+        if not self.eta > 0:
+            raise ValueError(f"eta: must be > 0, got {self.eta}")
+
+
+@dataclass(frozen=True)
+class GroupPGParams:
+    """eta: scale of the standardised score; std_eps: standardisation threshold."""
+
+    eta: float = 1.0
+    std_eps: float = 1e-6
+
+    def __post_init__(self) -> None:
+        if not self.eta > 0:
+            raise ValueError(f"eta: must be > 0, got {self.eta}")
+
+
+def candidate_live(batch: GroupBatch) -> Tensor:
+    """[G, K] bool: candidates that take part (weight > 0; all when unweighted)."""
+    if batch.weights is None:
+        return torch.ones(batch.scores.shape, dtype=torch.bool, device=batch.scores.device)
+    return batch.weights > 0
+
+
+def group_log_softmax(logits: Tensor, live: Tensor) -> Tensor:
+    """log_softmax over K restricted to live candidates (excluded → probability 0)."""
+    return torch.log_softmax(logits.masked_fill(~live, torch.finfo(logits.dtype).min), -1)
+
+
+def standardised_scores(batch: GroupBatch, eps: float) -> Tensor:
+    """u [G, K]: TPO standardisation of the scores over the live candidates (equal weight)."""
+    live = None if batch.weights is None else candidate_live(batch).to(batch.logp.dtype)
+    return standardise_scores(batch.scores.to(batch.logp.dtype), eps, weights=live)
+
+
+def tpo_log_target(batch: GroupBatch, params: TPOParams) -> Tensor:
+    """log q [G, K] (constant): log_softmax_K(ℓ_old + u/η) (anchor) or log_softmax_K(u/η)."""
+    logits = standardised_scores(batch, params.std_eps) / params.eta
+    if params.anchor:
+        logits = logits + batch.seq_logp_old()
+    return group_log_softmax(logits.detach(), candidate_live(batch))
+
+
+def tpo_loss(batch: GroupBatch, params: TPOParams) -> tuple[Tensor, dict[str, Tensor]]:
+    """TPO: fit the policy's group distribution to a fixed target by cross-entropy.
+
+    Shapes: batch.logp/logp_old/mask [G, K, T], scores [G, K]; ℓ_θ = seq_logp [G, K].
+        u = standardise_K(scores)                 (c/std(c), or c when std ≤ std_eps)
+        q = softmax_K(ℓ_old + u/η)   (anchor)  |  softmax_K(u/η)   (no anchor)    sg
+        p_θ = softmax_K(ℓ_θ)
+        loss = (1/G) Σ_g −Σ_k q_gk log p_θ,gk
+    Candidates with weight 0 are excluded from both softmaxes and from the
+    standardisation (and a group with none left from the mean); otherwise the
+    weights are not used — q already is the whole target distribution.
+    Token-level TPO (TPO_token) is this same function on token-candidate groups:
+    G = B·H prefix states, K next-token candidates, T = 1.
+
+    Invariant (tests): ∂loss/∂ℓ_θ,gk = (p_θ,gk − q_gk)/G; at the snapshot
+    (ℓ_θ = ℓ_old) equal scores give q = p and zero gradient.
+    """
+    live = candidate_live(batch)
+    log_q = tpo_log_target(batch, params)
+    q = log_q.exp()
+    logp_group = group_log_softmax(batch.seq_logp(), live)
+    x = -(q * logp_group)
+    loss = aggregate(x[..., None], torch.ones_like(x)[..., None], "group_sum", weights=live.to(x.dtype))
+    with torch.no_grad():
+        q_s, q_f = success_fail_means(q, batch.scores, params.std_eps)
+        diags = {
+            "target_entropy": (-(q * log_q).sum(-1)).mean(),
+            "kl_q_p": (q * (log_q - logp_group)).sum(-1).mean(),
+            "q_success": q_s,
+            "q_fail": q_f,
+            "zero_var_frac": weighted_mean(zero_variance_groups(batch.scores, params.std_eps).to(x.dtype)),
+        }
+    return loss, {k: v.detach() for k, v in diags.items()}
+
+
+def group_pg_loss(batch: GroupBatch, params: GroupPGParams) -> tuple[Tensor, dict[str, Tensor]]:
+    """Group PG (the TPO paper's ablation): the TPO signal u used as a PG advantage.
+
+    Shapes: as :func:`tpo_loss`. With u the TPO standardised scores [G, K]:
+        loss = (1/G) Σ_g −Σ_k w_gk sg[u_gk/η] ℓ_θ,gk
+    (w ≡ 1 for sampled data; expectation weights for exact updates; weight-0
+    candidates are excluded from the standardisation as in TPO).
+
+    Invariant (tests): ∇_θ loss = −(1/G) Σ_g Σ_k w u/η ∇ℓ_θ.
+    """
+    u = standardised_scores(batch, params.std_eps).detach()
+    x = -(u / params.eta) * batch.seq_logp()
+    loss = aggregate(x[..., None], torch.ones_like(x)[..., None], "group_sum", weights=batch.candidate_weights())
+    diags = {
+        "adv_abs": u.abs().mean(),
+        "zero_var_frac": zero_variance_groups(batch.scores, params.std_eps).to(u.dtype).mean(),
+    }
+    return loss, {k: v.detach() for k, v in diags.items()}

@@ -1,0 +1,20 @@
+"""Task families: each maps typed settings + seeds to a :class:`bench.loop.Task`.
+
+``FAMILIES[family](settings, seeds, batch_kind)`` — looked up once, at build time,
+from the env's ``family`` in :data:`envs.ENVS`."""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from bench.families import tabular
+
+
+def build_tabular(settings: Any, seeds: list[int], batch_kind: str) -> Any:
+    """The tabular task for ``settings.env`` (model must be ``table``)."""
+    if settings.model.name != "table":
+        raise ValueError(f"tabular envs need model=table, got model={settings.model.name}")
+    task_cls = tabular.TASKS[settings.env.name]
+    return task_cls(settings.env, seeds, batch_kind, settings.algorithm.candidates, device=settings.run.device)
+
+
+FAMILIES: dict[str, Callable[..., Any]] = {"tabular": build_tabular}

@@ -1,0 +1,155 @@
+"""Tabular bandit family: the logit table is the policy, the registry losses
+are applied to it by autograd, and the optimizer is the paper's normalised
+step ``z ← z + α g/‖g‖`` with g = −∇_z loss (per seed).
+
+Batches (leading seed axis S on every field; T = 1: an action is a one-token
+sequence):
+
+* single-context sampled bandit (``TabularSingleConfig``)
+  - ``trajectory`` losses (PG, DG, PPO, ...): the B sampled arms, rewards R − b;
+  - ``group`` losses, ``candidates="sampled"`` (GRPO): one group of K = B sampled arms
+    scored R − b (the batch is standardised);
+  - ``candidates="all"`` (TPO): one group of all A arms scored by the per-arm
+    mean of R − b over the batch (0 for unsampled arms);
+  - ``candidates="label"`` (CE): all A arms scored by the one-hot correct arm.
+* multi-context exact bandit (``TabularMultiConfig``): every action of every
+  context is enumerated and weighted by π (``weights``), so each loss returns
+  its exact population update; ``candidates`` is not used.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from bench import metrics as M
+from bench.seeding import generators
+from envs import tabular as tab
+
+
+class NormalisedStep(torch.optim.Optimizer):
+    """z ← z + α·g/‖g‖₂ with g = −grad, the norm taken per seed (leading axis)
+    over the whole table. A zero gradient leaves z unchanged."""
+
+    def __init__(self, params, lr: float):
+        super().__init__(params, {"lr": lr})
+
+    @torch.no_grad()
+    def step(self, closure=None):  # noqa: D102 - see class docstring
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                g = p.grad.reshape(p.shape[0], -1)
+                norm = g.norm(dim=-1).clamp_min(torch.finfo(g.dtype).tiny)
+                p.sub_(group["lr"] * (g / norm[:, None]).reshape(p.shape))
+
+
+@dataclass
+class SingleRollout:
+    arms: Tensor      # [S, B]
+    adv: Tensor       # [S, B] centred reward R − b
+    logp_old: Tensor  # [S, A] log π at sampling time
+
+
+class TabularSingleTask:
+    """Single-context sampled bandit (paper Fig. 2)."""
+
+    def __init__(self, cfg: tab.TabularSingleConfig, seeds: list[int], batch_kind: str, candidates: str,
+                 device: str = "cpu"):
+        self.cfg, self.seeds = cfg, list(seeds)
+        self.z = tab.init_single(cfg, len(seeds), device).requires_grad_(True)
+        self.gens = generators(self.seeds, "sample")
+        self.fields = _SINGLE_BUILDERS[(batch_kind, candidates if batch_kind == "group" else "single")]
+
+    def parameters(self) -> list[Tensor]:
+        return [self.z]
+
+    def rollout(self, step: int) -> tuple[SingleRollout, dict[str, Tensor]]:
+        with torch.no_grad():
+            logp = torch.log_softmax(self.z, -1)
+            arms = tab.sample_arms(logp.exp(), self.cfg.batch_size, self.gens)
+            adv = tab.centred_reward(arms, self.cfg.correct, self.cfg.reward_baseline)
+            logged = {M.ERROR: tab.error(logp.exp(), self.cfg.correct),
+                      M.REWARD: adv.mean(-1) + self.cfg.reward_baseline}
+        return SingleRollout(arms, adv, logp), logged
+
+    def batch_fields(self, ro: SingleRollout) -> dict[str, Tensor]:
+        return self.fields(self, ro, torch.log_softmax(self.z, -1))
+
+    def grad_metrics(self, ro: SingleRollout) -> dict[str, Tensor]:
+        oracle = tab.pg_direction(ro.logp_old.exp(), self.cfg.correct)
+        return {M.MISALIGNMENT: tab.misalignment(-self.z.grad, oracle)}
+
+    def after_step(self) -> dict[str, Tensor]:
+        return {}
+
+
+def _single_trajectories(task: TabularSingleTask, ro: SingleRollout, logp: Tensor) -> dict[str, Tensor]:
+    return {"logp": logp.gather(1, ro.arms)[..., None], "logp_old": ro.logp_old.gather(1, ro.arms)[..., None],
+            "rewards": ro.adv[..., None]}
+
+
+def _single_sampled_group(task: TabularSingleTask, ro: SingleRollout, logp: Tensor) -> dict[str, Tensor]:
+    return {"logp": logp.gather(1, ro.arms)[:, None, :, None],
+            "logp_old": ro.logp_old.gather(1, ro.arms)[:, None, :, None], "scores": ro.adv[:, None, :]}
+
+
+def _single_all_arms(task: TabularSingleTask, ro: SingleRollout, logp: Tensor) -> dict[str, Tensor]:
+    scores = tab.per_arm_mean(ro.arms, ro.adv, task.cfg.n_arms)
+    return {"logp": logp[:, None, :, None], "logp_old": ro.logp_old[:, None, :, None], "scores": scores[:, None, :]}
+
+
+def _single_label(task: TabularSingleTask, ro: SingleRollout, logp: Tensor) -> dict[str, Tensor]:
+    label = torch.nn.functional.one_hot(torch.tensor(task.cfg.correct), task.cfg.n_arms).to(logp)
+    return {"logp": logp[:, None, :, None], "logp_old": ro.logp_old[:, None, :, None],
+            "scores": label.expand(logp.shape[0], 1, -1)}
+
+
+_SINGLE_BUILDERS = {
+    ("trajectory", "single"): _single_trajectories,
+    ("group", "sampled"): _single_sampled_group,
+    ("group", "all"): _single_all_arms,
+    ("group", "label"): _single_label,
+}
+
+
+class TabularMultiTask:
+    """Multi-context exact-update bandit (paper Fig. 3)."""
+
+    def __init__(self, cfg: tab.TabularMultiConfig, seeds: list[int], batch_kind: str, candidates: str,
+                 device: str = "cpu"):
+        self.cfg, self.seeds, self.kind = cfg, list(seeds), batch_kind
+        self.z = tab.init_multi(cfg, generators(self.seeds, "init"), device).requires_grad_(True)
+        self.label = torch.nn.functional.one_hot(torch.tensor(cfg.correct), cfg.n_actions).to(self.z)
+
+    def parameters(self) -> list[Tensor]:
+        return [self.z]
+
+    def rollout(self, step: int) -> tuple[Tensor, dict[str, Tensor]]:
+        with torch.no_grad():
+            logp = torch.log_softmax(self.z, -1)
+            return logp, {M.ERROR: tab.error(logp.exp(), self.cfg.correct)}
+
+    def batch_fields(self, logp_old: Tensor) -> dict[str, Tensor]:
+        logp = torch.log_softmax(self.z, -1)
+        S, N, A = logp.shape
+        scores = self.label.expand(S, N, A)
+        if self.kind == "trajectory":
+            return {"logp": logp.reshape(S, N * A, 1), "logp_old": logp_old.reshape(S, N * A, 1),
+                    "rewards": scores.reshape(S, N * A, 1), "weights": logp_old.exp().reshape(S, N * A)}
+        return {"logp": logp[..., None], "logp_old": logp_old[..., None], "scores": scores,
+                "weights": logp_old.exp()}
+
+    def grad_metrics(self, logp_old: Tensor) -> dict[str, Tensor]:
+        return {M.MISALIGNMENT: tab.misalignment(-self.z.grad, tab.ce_direction(logp_old.exp(), self.cfg.correct))}
+
+    def after_step(self) -> dict[str, Tensor]:
+        """The paper reports the error *after* each exact step."""
+        with torch.no_grad():
+            return {M.ERROR: tab.error(torch.softmax(self.z, -1), self.cfg.correct)}
+
+
+TASKS: dict[str, Any] = {"tabular_single": TabularSingleTask, "tabular_multi": TabularMultiTask}

@@ -1,0 +1,115 @@
+"""The on-policy group loop, shared by every on-policy family.
+
+    for step:  sample → score → freeze  (task.rollout)
+               E epochs: batch(θ) → loss per seed → Σ_seeds backward → optimizer step
+               log (every ``log_every`` steps; the only host syncs)
+
+All seeds of a configuration run together: every task tensor carries a
+leading seed axis S, the loss is evaluated per seed with ``torch.func.vmap``
+(so each seed's gradient is exactly the gradient it would get alone) and the
+per-seed losses are summed before ``backward``.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping, Protocol
+
+import torch
+from torch import Tensor
+
+from bench import metrics as M
+
+Metrics = dict[str, Tensor]  # name → [S] tensor (one value per seed)
+
+
+class Task(Protocol):
+    """What a family provides to the loop. Every metric tensor is [S]."""
+
+    seeds: list[int]
+
+    def parameters(self) -> list[Tensor]:
+        """Trainable tensors, each with leading seed axis S."""
+
+    def rollout(self, step: int) -> tuple[Any, Metrics]:
+        """Sample with the current policy (no grad), score, freeze; return the
+        frozen rollout and its metrics (measured before the update)."""
+
+    def batch_fields(self, rollout: Any) -> dict[str, Tensor]:
+        """Fields of the algorithm's batch type with a leading seed axis,
+        ``logp`` recomputed with grad under the current parameters."""
+
+    def grad_metrics(self, rollout: Any) -> Metrics:
+        """Metrics of the first-epoch gradient (parameters' ``.grad`` is set)."""
+
+    def after_step(self) -> Metrics:
+        """Metrics measured after the optimizer step."""
+
+
+@dataclass(frozen=True)
+class LossRunner:
+    """A registry loss bound to its hyperparameters and batch type, evaluated per seed."""
+
+    loss: Callable[[Any, Any], tuple[Tensor, dict[str, Tensor]]]
+    params: Any
+    batch_type: type
+
+    def __call__(self, fields: Mapping[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
+        """Per-seed losses [S] and diagnostics {name: [S]} via ``vmap`` over the seed axis."""
+        def one_seed(f: Mapping[str, Tensor]):
+            return self.loss(self.batch_type(**f), self.params)
+        return torch.func.vmap(one_seed, randomness="error")(dict(fields))
+
+
+def per_seed_grad_norm(params: list[Tensor]) -> Tensor:
+    """‖∇θ‖₂ per seed over all parameters (each with leading seed axis): [S]."""
+    sq = None
+    for p in params:
+        if p.grad is None:
+            continue
+        g2 = p.grad.detach().pow(2).reshape(p.shape[0], -1).sum(-1)
+        sq = g2 if sq is None else sq + g2
+    return sq.sqrt() if sq is not None else torch.zeros(len(params[0]))
+
+
+def train(task: Task, loss_fn: LossRunner, optimizer: torch.optim.Optimizer, *, steps: int, epochs: int,
+          log_every: int, on_log: Callable[[int, Metrics], None], start_step: int = 0) -> int:
+    """Run ``steps`` on-policy steps; call ``on_log(step, metrics)`` every
+    ``log_every`` steps and at the last step. Returns the number of steps done.
+
+    Raises :class:`NonFinite` (after logging the offending step) as soon as a
+    logged loss or metric is not finite.
+    """
+    params = task.parameters()
+    t_window, since = time.perf_counter(), 0
+    for step in range(start_step, steps):
+        rollout, logged = task.rollout(step)
+        for epoch in range(epochs):
+            losses, diags = loss_fn(task.batch_fields(rollout))
+            optimizer.zero_grad(set_to_none=True)
+            losses.sum().backward()
+            if epoch == 0:
+                logged[M.LOSS_TOTAL] = losses.detach()
+                logged.update({M.diag(k): v.detach() for k, v in diags.items()})
+                logged[M.GRAD_NORM] = per_seed_grad_norm(params)
+                logged.update(task.grad_metrics(rollout))
+            optimizer.step()
+        logged.update(task.after_step())
+        since += 1
+        if since == log_every or step == steps - 1:
+            now = time.perf_counter()
+            logged[M.STEP_TIME] = torch.full((len(task.seeds),), (now - t_window) / since)
+            t_window, since = now, 0
+            on_log(step, logged)
+            bad = [k for k, v in logged.items() if not bool(torch.isfinite(v).all())]
+            if bad:
+                raise NonFinite(step, bad)
+    return steps
+
+
+class NonFinite(RuntimeError):
+    """A logged loss or metric became NaN/inf."""
+
+    def __init__(self, step: int, keys: list[str]):
+        self.step, self.keys = step, keys
+        super().__init__(f"non-finite {', '.join(keys)} at step {step}")

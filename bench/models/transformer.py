@@ -1,0 +1,239 @@
+"""Causal transformer policy for the token reversal tasks.
+
+Architecture (TPO paper, token reversal; reference implementation where the two differ):
+2 pre-LayerNorm blocks, d_model 64, FFN 256 with tanh-GELU, learned absolute
+positions over the 2H buffer (prompt at positions 0..H−1, answer at H..2H−1),
+final LayerNorm and a V-way head. LayerNorm eps 1e-6, no dropout, biases on
+every linear layer and attention projection.
+
+    h_0 = E_tok[x] + P[pos]
+    h   = h + Attn(LN_1(h));   h = h + W_2 gelu_tanh(W_1 LN_2(h) + b_1) + b_2
+    logits = W_head LN_f(h) + b_head
+
+Logits at position p predict the token at p + 1, so answer token t is
+predicted from position H + t − 1 (the last prompt token predicts y_0).
+
+Heads: the paper's text says 4 heads, the reference code uses 2; the config
+default follows the code (2).
+
+Initialisation: linear weights LeCun normal (normal truncated at ±2σ, rescaled
+so the variance is exactly 1/fan_in), biases 0, LayerNorm scale 1 / bias 0,
+token embedding N(0, 1/d_model), position embedding N(0, 0.02²).
+
+Functional use: ``forward(tokens)`` is the full-sequence logits, written
+without in-place ops or data-dependent Python control flow, so
+``torch.func.functional_call`` + ``torch.func.vmap`` over stacked parameters
+work. Incremental decoding uses an explicit, immutable KV cache (a tuple of
+per-layer ``(k, v)`` tensors ``[N, heads, T, d_head]``) grown by
+concatenation.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+KVCache = tuple[tuple[Tensor, Tensor], ...]
+
+
+@dataclass(frozen=True)
+class TransformerConfig:
+    """Architecture hyperparameters (paper/reference defaults; n_heads: code's 2, paper text 4)."""
+
+    d_model: int = 64
+    n_layers: int = 2
+    n_heads: int = 2
+    d_ff: int = 256
+    ln_eps: float = 1e-6
+
+    def __post_init__(self) -> None:
+        if self.d_model % self.n_heads:
+            raise ValueError(f"d_model={self.d_model} is not divisible by n_heads={self.n_heads}")
+
+
+# std of a standard normal truncated to [−2, 2]: sqrt(1 − 2·2φ(2)/(Φ(2) − Φ(−2)))
+_TRUNC2_STD = math.sqrt(1.0 - 4.0 * math.exp(-2.0) / math.sqrt(2.0 * math.pi) / math.erf(2.0 / math.sqrt(2.0)))
+
+
+def lecun_normal_(weight: Tensor, generator: Optional[torch.Generator] = None) -> Tensor:
+    """LeCun normal for a torch Linear weight [fan_out, fan_in]: truncated normal at ±2σ
+    with σ chosen so that Var = 1/fan_in (σ = sqrt(1/fan_in)/0.8796)."""
+    std = math.sqrt(1.0 / weight.shape[1]) / _TRUNC2_STD
+    with torch.no_grad():
+        return nn.init.trunc_normal_(weight, 0.0, std, -2.0 * std, 2.0 * std, generator=generator)
+
+
+class CausalSelfAttention(nn.Module):
+    """Multi-head causal self-attention with biased q/k/v/out projections.
+
+    x [N, T, d] plus optional past (k, v) [N, h, T_past, d_h] → y [N, T, d] and
+    the new (k, v) [N, h, T_past + T, d_h]. Query at absolute position p attends
+    to keys at positions ≤ p: softmax(q kᵀ/√d_h + mask) v.
+    """
+
+    def __init__(self, d_model: int, n_heads: int) -> None:
+        super().__init__()
+        self.n_heads = n_heads
+        self.d_head = d_model // n_heads
+        self.q = nn.Linear(d_model, d_model)
+        self.k = nn.Linear(d_model, d_model)
+        self.v = nn.Linear(d_model, d_model)
+        self.o = nn.Linear(d_model, d_model)
+
+    def _heads(self, x: Tensor) -> Tensor:
+        """[N, T, d] → [N, h, T, d_h]."""
+        N, T, _ = x.shape
+        return x.reshape(N, T, self.n_heads, self.d_head).transpose(1, 2)
+
+    def forward(self, x: Tensor, past: Optional[tuple[Tensor, Tensor]] = None):
+        q, k, v = self._heads(self.q(x)), self._heads(self.k(x)), self._heads(self.v(x))
+        if past is not None:
+            k = torch.cat([past[0], k], dim=2)
+            v = torch.cat([past[1], v], dim=2)
+        T_q, T_k = q.shape[2], k.shape[2]
+        q_pos = torch.arange(T_k - T_q, T_k, device=x.device)
+        k_pos = torch.arange(T_k, device=x.device)
+        allowed = k_pos[None, :] <= q_pos[:, None]                                # [T_q, T_k]
+        scores = (q @ k.transpose(-1, -2)) * (1.0 / math.sqrt(self.d_head))       # [N, h, T_q, T_k]
+        scores = scores.masked_fill(~allowed, float("-inf"))
+        y = torch.softmax(scores, dim=-1) @ v                                      # [N, h, T_q, d_h]
+        y = y.transpose(1, 2).reshape(x.shape[0], T_q, -1)
+        return self.o(y), (k, v)
+
+
+class FeedForward(nn.Module):
+    """x ↦ W_2 gelu_tanh(W_1 x + b_1) + b_2, d → d_ff → d."""
+
+    def __init__(self, d_model: int, d_ff: int) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(d_model, d_ff)
+        self.fc2 = nn.Linear(d_ff, d_model)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.fc2(F.gelu(self.fc1(x), approximate="tanh"))
+
+
+class Block(nn.Module):
+    """Pre-LN block: h + Attn(LN(h)), then h + FFN(LN(h))."""
+
+    def __init__(self, cfg: TransformerConfig) -> None:
+        super().__init__()
+        self.ln1 = nn.LayerNorm(cfg.d_model, eps=cfg.ln_eps)
+        self.attn = CausalSelfAttention(cfg.d_model, cfg.n_heads)
+        self.ln2 = nn.LayerNorm(cfg.d_model, eps=cfg.ln_eps)
+        self.ffn = FeedForward(cfg.d_model, cfg.d_ff)
+
+    def forward(self, h: Tensor, past: Optional[tuple[Tensor, Tensor]] = None):
+        a, kv = self.attn(self.ln1(h), past)
+        h = h + a
+        return h + self.ffn(self.ln2(h)), kv
+
+
+class TransformerPolicy(nn.Module):
+    """Causal transformer over a 2H token buffer with a V-way head.
+
+    Parameter count (V = 2, H = 10, defaults: d = 64, d_ff = 256, 2 layers) = 101,634:
+      token embedding V·d = 128; position embedding 2H·d = 1,280;
+      per block: 2 LayerNorms 2·2d = 256, q/k/v/o 4·(d² + d) = 16,640,
+                 FFN (d·d_ff + d_ff) + (d_ff·d + d) = 33,088  → 49,984; ×2 = 99,968;
+      final LayerNorm 2d = 128; head d·V + V = 130.
+    The count does not depend on the number of heads.
+    """
+
+    def __init__(self, vocab: int, horizon: int, config: TransformerConfig = TransformerConfig(),
+                 generator: Optional[torch.Generator] = None) -> None:
+        super().__init__()
+        self.vocab, self.horizon, self.config = vocab, horizon, config
+        self.max_len = 2 * horizon
+        d = config.d_model
+        self.tok_emb = nn.Embedding(vocab, d)
+        self.pos_emb = nn.Parameter(torch.empty(self.max_len, d))
+        self.blocks = nn.ModuleList(Block(config) for _ in range(config.n_layers))
+        self.ln_f = nn.LayerNorm(d, eps=config.ln_eps)
+        self.head = nn.Linear(d, vocab)
+        self.reset_parameters(generator)
+
+    # ------------------------------------------------------------------ init / roles
+
+    def reset_parameters(self, generator: Optional[torch.Generator] = None) -> None:
+        """Initialise every parameter as described in the module docstring.
+
+        Pass a (CPU) generator for common random numbers: the same seed gives
+        the same weights for every algorithm, independent of the global RNG.
+        """
+        d = self.config.d_model
+        with torch.no_grad():
+            for module in self.modules():
+                if isinstance(module, nn.Linear):
+                    lecun_normal_(module.weight, generator)
+                    module.bias.zero_()
+                elif isinstance(module, nn.LayerNorm):
+                    module.weight.fill_(1.0)
+                    module.bias.zero_()
+            self.tok_emb.weight.normal_(0.0, 1.0 / math.sqrt(d), generator=generator)
+            self.pos_emb.normal_(0.0, 0.02, generator=generator)
+
+    def parameter_roles(self) -> dict[str, str]:
+        """Name → role for optimizer splits.
+
+        Roles: ``attention`` (q/k/v/o weights), ``ffn`` (fc1/fc2 weights),
+        ``head`` (head weight), ``embedding`` (token and position tables, laid
+        out [in, out] = [V or 2H, d]), ``norm`` (LayerNorm scale/bias),
+        ``bias`` (linear biases).
+        """
+        linear_role = {CausalSelfAttention: "attention", FeedForward: "ffn", TransformerPolicy: "head"}
+        roles: dict[str, str] = {"tok_emb.weight": "embedding", "pos_emb": "embedding"}
+        for mname, module in self.named_modules():
+            prefix = f"{mname}." if mname else ""
+            for cname, child in module.named_children():
+                if isinstance(child, nn.Linear):
+                    roles[f"{prefix}{cname}.weight"] = linear_role[type(module)]
+                    roles[f"{prefix}{cname}.bias"] = "bias"
+                elif isinstance(child, nn.LayerNorm):
+                    roles[f"{prefix}{cname}.weight"] = "norm"
+                    roles[f"{prefix}{cname}.bias"] = "norm"
+        return roles
+
+    # ------------------------------------------------------------------ forward passes
+
+    def _embed(self, tokens: Tensor, offset: int) -> Tensor:
+        """[N, T] tokens at absolute positions offset..offset+T−1 → [N, T, d]."""
+        T = tokens.shape[-1]
+        if offset + T > self.max_len:
+            raise ValueError(f"positions up to {offset + T} exceed the 2H buffer of {self.max_len}")
+        return self.tok_emb(tokens) + self.pos_emb[offset:offset + T]
+
+    def _run(self, tokens: Tensor, cache: Optional[KVCache]):
+        offset = 0 if cache is None else cache[0][0].shape[2]
+        h = self._embed(tokens, offset)
+        new_cache = []
+        for i, block in enumerate(self.blocks):
+            h, kv = block(h, None if cache is None else cache[i])
+            new_cache.append(kv)
+        return self.head(self.ln_f(h)), tuple(new_cache)
+
+    def forward(self, tokens: Tensor) -> Tensor:
+        """Full causal forward: tokens [..., T] (T ≤ 2H, starting at position 0) → logits [..., T, V]."""
+        lead = tokens.shape[:-1]
+        logits, _ = self._run(tokens.reshape(-1, tokens.shape[-1]), None)
+        return logits.reshape(*lead, tokens.shape[-1], self.vocab)
+
+    def logits(self, tokens: Tensor) -> Tensor:
+        """Alias of :meth:`forward` (the training-time full-sequence pass)."""
+        return self.forward(tokens)
+
+    def prefill(self, tokens: Tensor) -> tuple[Tensor, KVCache]:
+        """Start decoding: tokens [N, T] at positions 0..T−1 → (logits [N, T, V], cache)."""
+        return self._run(tokens, None)
+
+    def decode(self, tokens: Tensor, cache: KVCache) -> tuple[Tensor, KVCache]:
+        """Continue decoding: tokens [N, T_new] placed right after the cached ones.
+
+        Returns logits [N, T_new, V] and the grown cache. Equal (up to float
+        rounding) to the matching slice of the full forward.
+        """
+        return self._run(tokens, cache)

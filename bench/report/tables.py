@@ -1,0 +1,381 @@
+"""Declarative table specs per experiment, one small builder, verdicts and paper claims.
+
+``TABLES[experiment]`` lists :class:`TableSpec` s; :func:`build_table` turns the tidy frame
+and one spec into a :class:`Table` whose ``cells`` frame has one row per (row key, column
+setting) with the reduced numbers, the published number (if any) and a verdict.
+``CLAIMS[experiment]`` checks the paper's qualitative claims from those cells.
+An experiment without specs gets :func:`generic_specs` (final value of every ``train/`` and
+``eval/`` metric per algorithm).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Optional, Sequence
+
+import numpy as np
+import pandas as pd
+
+from bench import metrics as M
+from bench.report import reduce as R
+from bench.report.published import load_published, method_label, published_for
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    """What one table shows.
+
+    name:            file stem (``results/<experiment>/<scale>/<name>.md|.csv|.png``).
+    title:           heading printed above the table.
+    metric:          metric name from :mod:`bench.metrics`.
+    reduction:       ``"final"``, ``"best"`` or ``"steps_to_threshold"`` (:data:`reduce.REDUCTIONS`).
+    threshold:       raw-metric threshold for ``steps_to_threshold`` (e.g. 0.01 = 1 % error).
+    rows:            config column giving the table rows (usually ``algorithm.name``).
+    columns:         config columns whose value combinations give the table columns.
+    row_order:       preferred row order (other rows follow, sorted).
+    scale:           display factor applied to metric values (100 -> percent).
+    unit:            display unit of the (scaled) values.
+    decimals:        digits after the point in "mean ± s.e." cells.
+    lower_is_better: direction for bold-best and verdicts.
+    published:       CSV file name under ``results/published`` or ``None``.
+    tolerance:       absolute verdict tolerance in display units (value reductions).
+    rel_tolerance:   relative verdict tolerance for steps-to-threshold.
+    never_above:     a published "−" in a value table means "above this" (display units).
+    spread:          also show the per-seed spread (min / median / max, seeds below).
+    spread_threshold: "below" threshold for the spread, in display units.
+    reference:       where in the paper the table comes from.
+    """
+
+    name: str
+    title: str
+    metric: str
+    reduction: str = "final"
+    threshold: Optional[float] = None
+    rows: str = "algorithm.name"
+    columns: tuple[str, ...] = ()
+    row_order: tuple[str, ...] = ()
+    scale: float = 1.0
+    unit: str = ""
+    decimals: int = 3
+    lower_is_better: bool = True
+    published: Optional[str] = None
+    tolerance: float = 0.0
+    rel_tolerance: float = 0.25
+    never_above: Optional[float] = None
+    spread: bool = False
+    spread_threshold: Optional[float] = None
+    reference: str = ""
+
+    def __post_init__(self) -> None:
+        if self.reduction not in R.REDUCTIONS:
+            raise ValueError(f"unknown reduction {self.reduction!r}; choose from {R.REDUCTIONS}")
+        if self.reduction == "steps_to_threshold" and self.threshold is None:
+            raise ValueError(f"table {self.name!r}: steps_to_threshold needs a threshold")
+
+    @property
+    def keys(self) -> list[str]:
+        """Row key followed by the column keys."""
+        return [self.rows, *self.columns]
+
+    @property
+    def is_steps(self) -> bool:
+        return self.reduction == "steps_to_threshold"
+
+
+@dataclass
+class Table:
+    """A built table: the spec, the reduced ``cells`` frame, and notes to print under it."""
+
+    spec: TableSpec
+    cells: pd.DataFrame
+    notes: list[str] = field(default_factory=list)
+
+
+# -- specs -------------------------------------------------------------------------------
+_TAB = dict(row_order=("ce", "pg", "dg", "tpo", "grpo"))
+TABLES: dict[str, list[TableSpec]] = {
+    "tabular_single": [
+        TableSpec("error", "Tabular single-context bandit: error at the last step", M.ERROR,
+                  scale=100, unit="%", decimals=2, reference="EXPERIMENTS.md §2, tabular single-context", **_TAB),
+        TableSpec("misalignment", "Tabular single-context bandit: misalignment at the last step", M.MISALIGNMENT,
+                  decimals=3, reference="EXPERIMENTS.md §2, tabular single-context", **_TAB),
+    ],
+    "tabular_multi": [
+        TableSpec("error", "Tabular multi-context bandit: error at the last step", M.ERROR,
+                  scale=100, unit="%", decimals=2, reference="EXPERIMENTS.md §2, tabular multi-context", **_TAB),
+        TableSpec("misalignment", "Tabular multi-context bandit: misalignment to CE at the last step",
+                  M.MISALIGNMENT, decimals=3, reference="EXPERIMENTS.md §2, tabular multi-context", **_TAB),
+    ],
+    "table1_vocab": [
+        TableSpec("table1", "Table 1: steps to 1% error (bag-of-tokens reverse copy, token candidates)", M.ERROR,
+                  reduction="steps_to_threshold", threshold=0.01, columns=("env.vocab",),
+                  row_order=("tpo_token", "grpo_token", "dg", "ppo"), published="table1_vocab.csv",
+                  rel_tolerance=0.25, reference="paper Table 1"),
+    ],
+    "table3_terminal": [
+        TableSpec("table3", "Table 3: exact-match error (%) at the last step, terminal reward", M.ERROR,
+                  columns=("env.matching", "env.horizon"), scale=100, unit="%", decimals=1,
+                  row_order=("tpo", "grpo", "grpo_nokl", "ppo", "dg", "dro_v", "reinforce"),
+                  published="table3_terminal.csv", tolerance=2.0, never_above=95.0, spread=True,
+                  spread_threshold=50.0, reference="paper Table 3"),
+    ],
+    "mnist": [
+        TableSpec("final_error", "MNIST contextual bandit: test error (%) at the last step", M.EVAL_ERROR,
+                  scale=100, unit="%", decimals=1, row_order=("tpo", "dg", "pg", "grpo", "group_pg"),
+                  published="mnist.csv", tolerance=0.5, reference="paper, MNIST contextual bandit"),
+        TableSpec("steps_to_5pct", "MNIST contextual bandit: steps to 5% test error", M.EVAL_ERROR,
+                  reduction="steps_to_threshold", threshold=0.05, row_order=("tpo", "dg", "pg", "grpo", "group_pg"),
+                  published="mnist.csv", rel_tolerance=0.25, reference="paper, MNIST contextual bandit"),
+    ],
+}
+"""Experiment name (``conf/experiment/<name>.yaml``) -> its table specs."""
+
+
+def generic_specs(tidy: pd.DataFrame, runs: Optional[pd.DataFrame] = None) -> list[TableSpec]:
+    """Final value of every ``train/`` and ``eval/`` metric per algorithm.
+
+    Columns are the ``env.*`` config keys that vary across the included runs.
+    """
+    names = sorted(str(m) for m in pd.unique(tidy["metric"]) if str(m).startswith((M.TRAIN, M.EVAL)))
+    columns: tuple[str, ...] = ()
+    if runs is not None and len(runs):
+        inc = runs[runs["included"]]
+        columns = tuple(c for c in runs.columns if c.startswith("env.") and inc[c].astype(str).nunique() > 1)
+    return [TableSpec(m.replace("/", "_"), f"{m} at the last step", m, columns=columns, decimals=4) for m in names]
+
+
+def specs_for(experiment: str, tidy: pd.DataFrame, runs: Optional[pd.DataFrame] = None) -> list[TableSpec]:
+    """The registered specs of ``experiment``, else :func:`generic_specs`."""
+    return TABLES.get(experiment) or generic_specs(tidy, runs)
+
+
+# -- verdicts ------------------------------------------------------------------------------
+def verdict(spec: TableSpec, ours: Optional[float], se: Optional[float], never: bool,
+            paper: Optional[float], paper_never: bool) -> str:
+    """Compare one of our cells with the published one (all in display units).
+
+    Returns ``""`` when there is no published number, ``"n/a"`` when we have no number.
+
+    * Steps to threshold (relative tolerance): both never → ``"✓"``; paper never, ours
+      reached → ``"better"``; ours never → ``"worse"``; |ours − paper| ≤ rel_tolerance · paper
+      → ``"✓"``; otherwise fewer steps → ``"better"``, more → ``"worse"``.
+    * Values (final/best): paper "−" with ``never_above`` b: ours > b → ``"✓"``, else
+      ``"better"`` (``"worse"`` if higher is better). Otherwise ``"✓"`` when
+      |ours − paper| ≤ max(2·s.e., tolerance) (s.e. NaN counts as 0); else ``"better"`` or
+      ``"worse"`` by ``lower_is_better``.
+    """
+    if not paper_never and (paper is None or math.isnan(paper)):
+        return ""
+    if spec.is_steps:
+        if never:
+            return "✓" if paper_never else "worse"
+        if ours is None or (isinstance(ours, float) and math.isnan(ours)):
+            return "n/a"
+        if paper_never:
+            return "better"
+        if abs(ours - paper) <= spec.rel_tolerance * paper:
+            return "✓"
+        return "better" if ours < paper else "worse"
+    if ours is None or math.isnan(ours):
+        return "n/a"
+    if paper_never:
+        bound = spec.never_above
+        if bound is not None and ours > bound:
+            return "✓"
+        return "better" if spec.lower_is_better else "worse"
+    allowed = max(2 * (0.0 if se is None or math.isnan(se) else se), spec.tolerance)
+    if abs(ours - paper) <= allowed:
+        return "✓"
+    return "better" if (ours < paper) == spec.lower_is_better else "worse"
+
+
+# -- builder -------------------------------------------------------------------------------
+def key_text(value: object) -> str:
+    """Normalised text of a config value used to match cells (``2.0`` and ``2`` -> ``"2"``)."""
+    if isinstance(value, (float, np.floating)) and float(value).is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def _key(row: pd.Series, keys: Sequence[str]) -> tuple[str, ...]:
+    return tuple(key_text(row[k]) for k in keys)
+
+
+def _reduce(tidy: pd.DataFrame, spec: TableSpec) -> pd.DataFrame:
+    """Numbers of our completed runs: keys + value, se, n, never, spread columns."""
+    keys = spec.keys
+    if spec.is_steps:
+        out = R.steps_to_threshold(tidy, keys, spec.metric, spec.threshold)
+        out["never"] = out["steps"].map(lambda s: s is None)
+        out["value"] = out["steps"].map(lambda s: math.nan if s is None else float(s))
+        out["se"] = math.nan
+        return out.drop(columns="steps")
+    per_seed = R.PER_SEED[spec.reduction](tidy, keys, spec.metric, spec.lower_is_better)
+    per_seed["value"] = per_seed["value"] * spec.scale
+    stats = R.mean_se(per_seed, keys).rename(columns={"mean": "value"})
+    stats["never"] = False
+    spread = R.spread(per_seed, keys, spec.spread_threshold).drop(columns="n")
+    return stats.merge(spread, on=keys, how="left")
+
+
+def _nan_cells(runs: Optional[pd.DataFrame], spec: TableSpec) -> pd.DataFrame:
+    """keys + nan_runs, nan_seeds, nan_of (seed counts) for runs that stopped on NaN."""
+    cols = [*spec.keys, "nan_runs", "nan_seeds", "nan_of", "nan_step"]
+    if runs is None or runs.empty:
+        return pd.DataFrame(columns=cols)
+    nan = runs[(runs["status"] == "nan") & ~runs["superseded"]]
+    if nan.empty or any(k not in nan for k in spec.keys):
+        return pd.DataFrame(columns=cols)
+    nan = nan.assign(_k=nan["nan_seeds"].where(nan["nan_seeds"] > 0, nan["n_seeds"]))
+    grouped = nan.groupby(spec.keys, dropna=False)
+    out = grouped.agg(nan_runs=("run_id", "count"), nan_seeds=("_k", "sum"), nan_of=("n_seeds", "sum"),
+                      nan_step=("last_step", "max")).reset_index()
+    return out[cols]
+
+
+def _as_text_keys(frame: pd.DataFrame, keys: Sequence[str]) -> pd.DataFrame:
+    """Key columns as normalised text (:func:`key_text`) so frames from different sources merge."""
+    frame = frame.copy()
+    for k in keys:
+        frame[k] = frame[k].map(key_text).astype(object)
+    return frame
+
+
+def _published(spec: TableSpec, root: Optional[Path]) -> dict[tuple[str, ...], tuple[float, bool]]:
+    """Published (value, never) by cell key; empty when the spec has none."""
+    if not spec.published:
+        return {}
+    frame = published_for(load_published(spec.published, root), spec.metric, spec.reduction, spec.threshold)
+    frame = frame.rename(columns={"method": spec.rows}) if spec.rows == "algorithm.name" else frame
+    missing = [k for k in spec.keys if k not in frame]
+    if missing:
+        raise ValueError(f"{spec.published}: missing setting columns {missing} needed by table {spec.name!r}")
+    return {_key(r, spec.keys): (r["value"], bool(r["never"])) for _, r in frame.iterrows()}
+
+
+def _order(cells: pd.DataFrame, spec: TableSpec) -> pd.DataFrame:
+    """Rows in ``spec.row_order`` first, then the rest sorted; settings sorted numerically if possible."""
+    rank = {name: i for i, name in enumerate(spec.row_order)}
+    sort_keys = [cells[spec.rows].map(lambda v: (rank.get(key_text(v), len(rank)), key_text(v)))]
+    for col in spec.columns:
+        sort_keys.append(cells[col].map(_natural))
+    order = sorted(range(len(cells)), key=lambda i: tuple(s.iloc[i] for s in sort_keys))
+    return cells.iloc[order].reset_index(drop=True)
+
+
+def _natural(value: object) -> tuple:
+    text = key_text(value)
+    try:
+        return (0, float(text), text)
+    except ValueError:
+        return (1, 0.0, text)
+
+
+def _pooled_note(tidy: pd.DataFrame, runs: Optional[pd.DataFrame], spec: TableSpec) -> list[str]:
+    """A note for cells that pool runs of different configs (e.g. a sweep axis not in the table)."""
+    if runs is None or runs.empty:
+        return []
+    inc = runs[runs["included"]]
+    if any(k not in inc for k in spec.keys):
+        return []
+    counts = inc.groupby(spec.keys, dropna=False)["config_hash"].nunique()
+    pooled = counts[counts > 1]
+    if pooled.empty:
+        return []
+    where = ", ".join("/".join(key_text(v) for v in (k if isinstance(k, tuple) else (k,))) for k in pooled.index)
+    return [f"Cells pooling seeds of several configs (a varied setting not shown as a column): {where}."]
+
+
+def build_table(tidy: pd.DataFrame, spec: TableSpec, runs: Optional[pd.DataFrame] = None,
+                published_root: Optional[Path] = None) -> Table:
+    """(tidy frame, spec) -> :class:`Table`.
+
+    ``cells`` columns: the spec keys, ``value`` (mean, or steps), ``se``, ``n`` (seeds),
+    ``never`` (threshold never reached), spread columns (``min, median, max, n_below,
+    frac_below``; value reductions), ``nan_runs, nan_seeds, nan_of, nan_step`` (runs stopped
+    on NaN), ``published``, ``published_never``, ``verdict`` (see :func:`verdict`).
+    """
+    notes: list[str] = []
+    tidy = tidy.copy()
+    for col in spec.keys:
+        if col not in tidy:
+            notes.append(f"Config column `{col}` not found in the runs; shown as n/a.")
+            tidy[col] = "n/a"
+    ours = _as_text_keys(_reduce(tidy, spec), spec.keys)
+    nan = _as_text_keys(_nan_cells(runs, spec), spec.keys)
+    cells = ours.merge(nan, on=spec.keys, how="outer") if len(nan) else ours.assign(
+        nan_runs=0, nan_seeds=0, nan_of=0, nan_step=None)
+    cells["nan_runs"] = cells["nan_runs"].fillna(0).astype(int)
+    cells["never"] = cells["never"].astype("boolean").fillna(False).astype(bool)
+    paper = _published(spec, published_root)
+    found = [paper.get(_key(r, spec.keys), (math.nan, False)) for _, r in cells.iterrows()]
+    cells["published"] = [v for v, _ in found]
+    cells["published_never"] = [n for _, n in found]
+    cells["verdict"] = [verdict(spec, r["value"], r["se"], r["never"], r["published"], r["published_never"])
+                        for _, r in cells.iterrows()]
+    return Table(spec, _order(cells, spec), notes + _pooled_note(tidy, runs, spec))
+
+
+# -- claims --------------------------------------------------------------------------------
+Claim = Callable[[dict[str, Table]], list[str]]
+
+
+def _means(table: Optional[Table]) -> dict[str, float]:
+    """Row name -> mean of the cell values over the table's columns (NaN-free cells only)."""
+    if table is None or table.cells.empty:
+        return {}
+    cells = table.cells.dropna(subset=["value"])
+    return {key_text(k): float(v) for k, v in cells.groupby(table.spec.rows)["value"].mean().items()}
+
+
+def _fmt(values: dict[str, float], names: Sequence[str], decimals: int) -> str:
+    return ", ".join(f"{method_label(n)} {values[n]:.{decimals}f}" for n in names)
+
+
+def claim_ordering(tables: dict[str, Table], table: str, winners: Sequence[str], losers: Sequence[str],
+                   text: str) -> str:
+    """"holds" when every winner's value is below every loser's value in ``tables[table]``."""
+    values = _means(tables.get(table))
+    missing = [n for n in (*winners, *losers) if n not in values]
+    if missing:
+        return f"{text} — cannot be checked (no numbers for {', '.join(method_label(m) for m in missing)})"
+    holds = max(values[w] for w in winners) < min(values[l] for l in losers)
+    d = tables[table].spec.decimals
+    return (f"{text} — {'holds' if holds else 'does not hold'} "
+            f"({_fmt(values, winners, d)} vs {_fmt(values, losers, d)})")
+
+
+def claim_closest(tables: dict[str, Table], table: str, target: str, candidate: str, text: str) -> str:
+    """"holds" when ``candidate`` is the non-target row closest to ``target`` in ``tables[table]``."""
+    values = _means(tables.get(table))
+    if target not in values or candidate not in values or len(values) < 3:
+        return f"{text} — cannot be checked (need {method_label(target)}, {method_label(candidate)} and another method)"
+    gaps = {n: abs(v - values[target]) for n, v in values.items() if n != target}
+    closest = min(gaps, key=gaps.get)
+    d = tables[table].spec.decimals
+    detail = ", ".join(f"{method_label(n)} {g:.{d}f}" for n, g in sorted(gaps.items(), key=lambda kv: kv[1]))
+    return f"{text} — {'holds' if closest == candidate else 'does not hold'} (|Δ to {method_label(target)}|: {detail})"
+
+
+CLAIMS: dict[str, Claim] = {
+    "tabular_single": lambda t: [
+        claim_ordering(t, "error", ["tpo", "dg"], ["pg", "grpo"],
+                       "Claim (paper, tabular single-context bandit): TPO and DG end below PG and GRPO in error"),
+        claim_ordering(t, "misalignment", ["tpo"], ["pg", "dg", "grpo"],
+                       "Claim (paper, tabular single-context bandit): TPO has the lowest misalignment"),
+    ],
+    "tabular_multi": lambda t: [
+        claim_closest(t, "error", "ce", "tpo",
+                      "Claim (paper, tabular multi-context bandit): TPO is the method closest to CE in error"),
+        claim_closest(t, "misalignment", "ce", "tpo",
+                      "Claim (paper, tabular multi-context bandit): TPO is the method closest to CE in misalignment"),
+    ],
+}
+"""Experiment name -> function of its built tables returning one line per paper claim."""
+
+
+def check_claims(experiment: str, tables: dict[str, Table]) -> list[str]:
+    """Claim lines of ``experiment`` (empty when it registers none)."""
+    claim = CLAIMS.get(experiment)
+    return claim(tables) if claim else []

@@ -1,0 +1,80 @@
+"""Execute one composed configuration: build → train → records (+ W&B mirror)."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from omegaconf import DictConfig
+
+from bench import metrics as M
+from bench.build import build, seed_list
+from bench.loop import NonFinite, train
+from bench.progress import RunProgress, say
+from bench.records import RunWriter, config_hash, read_run
+from bench.schema import Settings, record_config, to_settings
+from bench.wandb_mirror import WandbMirror
+
+# Keys that do not change what a run computes: excluded from its identity hash.
+NON_IDENTITY = {"logger": None, "run": ("root", "progress")}
+
+
+def identity(record: dict[str, Any]) -> str:
+    """Config hash over everything that can move a result (not logging/paths)."""
+    ident = {k: v for k, v in record.items() if k != "logger"}
+    ident["run"] = {k: v for k, v in record["run"].items() if k not in NON_IDENTITY["run"]}
+    return config_hash(ident)
+
+
+def run_dir(settings: Settings, ident: str) -> Path:
+    """``<root>/<experiment>/<scale>/<algorithm>-<env>-<hash>``."""
+    name = f"{settings.algorithm.name}-{settings.env.name}-{ident}"
+    return Path(settings.run.root) / settings.experiment / settings.scale / name
+
+
+def execute(cfg: DictConfig) -> dict[str, Any]:
+    """Run one configuration (all its seeds batched); return its summary.
+
+    A directory whose record says ``completed`` for the same identity hash is
+    not rerun (resume)."""
+    settings = to_settings(cfg)
+    record = record_config(cfg)
+    ident = identity(record)
+    out = run_dir(settings, ident)
+    label = f"{settings.algorithm.name}-{settings.env.name}"
+    previous = read_run(out)
+    if previous is not None and previous.status == "completed" and previous.summary.get("config_hash") == ident:
+        say(f"[bench] {label}: completed record found, not rerun ({out})")
+        return previous.summary
+    torch.set_num_threads(settings.run.threads)
+    seeds = seed_list(settings)
+    built = build(settings)
+    mirror = WandbMirror(settings.logger, record, seeds, settings.experiment, settings.algorithm.name,
+                         settings.env.name)
+    status = "failed"
+    say(f"[bench] {label}: {len(seeds)} seeds x {settings.run.steps} steps -> {out}")
+    with RunWriter(out, record, seeds, device=settings.run.device, identity=ident) as rec, \
+            RunProgress(label, settings.run.steps, settings.run.progress) as bar:
+        def on_log(step: int, logged: dict[str, torch.Tensor]) -> None:
+            keys = list(logged)
+            table = torch.stack([logged[k].detach().float().reshape(-1).cpu() for k in keys], 1).tolist()
+            per_seed = {seed: dict(zip(keys, row)) for seed, row in zip(seeds, table)}
+            rec.log({"step": step, "seed": seed, **vals} for seed, vals in per_seed.items())
+            means = {k: sum(r[k] for r in per_seed.values()) / len(seeds) for k in keys}
+            rec.progress(step + 1, means)
+            mirror.log(step, per_seed)
+            bar.update(step, {k.split("/")[-1]: means[k] for k in (M.ERROR, M.EVAL_ERROR) if k in means})
+
+        try:
+            train(built.task, built.loss, built.optimizer, steps=settings.run.steps, epochs=built.epochs,
+                  log_every=settings.run.log_every, on_log=on_log)
+            status = "completed"
+        except NonFinite as exc:
+            rec.mark_nan(exc.step, ", ".join(exc.keys))
+            status = "nan"
+            say(f"[bench] {label}: stopped, {exc}; record says status=nan")
+        finally:
+            mirror.finish(status)
+    summary = read_run(out).summary
+    say(f"[bench] {label}: {summary['status']} in {summary['wall_time_s']:.2f}s")
+    return summary

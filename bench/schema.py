@@ -1,0 +1,238 @@
+"""Typed configuration: frozen dataclass schemas registered in Hydra's ConfigStore.
+
+Every config group option validates against a schema:
+
+* ``algorithm/*.yaml`` extends ``schema/algorithm/<loss>``: the common
+  :class:`AlgorithmBase` fields plus the fields of that loss' params dataclass
+  from the :data:`algorithms.ALGORITHMS` registry (so a misspelled key or a
+  wrong type is rejected at composition time);
+* ``env/*.yaml`` extends ``schema/env/<name>`` built from :data:`envs.ENVS`;
+* ``model/``, ``optim/``, ``logger/`` options extend the dataclasses below.
+
+The frozen dataclasses are stored as writable OmegaConf nodes (Hydra must merge
+overrides into them); :func:`to_settings` turns the composed config into frozen
+dataclass instances, so losses and envs never see a DictConfig.
+"""
+from __future__ import annotations
+
+import dataclasses
+import typing
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING, DictConfig, OmegaConf
+
+from algorithms import ALGORITHMS
+from envs import ENVS
+
+CANDIDATES = ("single", "sampled", "all", "label", "token")
+
+
+@dataclass(frozen=True)
+class AlgorithmBase:
+    """Fields every algorithm option has, besides its loss hyperparameters.
+
+    name:       display name (tables, W&B job_type), e.g. ``tpo_token``.
+    loss:       key of :data:`algorithms.ALGORITHMS`.
+    epochs:     full-batch gradient epochs per rollout batch (paper: 4; DG 1).
+    candidates: how a family forms the loss' batch: ``single`` (one sample per
+                context), ``sampled`` (K sampled candidates per group),
+                ``all`` (every action, scored), ``label`` (every action, scored
+                by the true label: the CE oracle), ``token`` (K next-token
+                candidates per prefix).
+    """
+
+    name: str = MISSING
+    loss: str = MISSING
+    epochs: int = 1
+    candidates: str = "single"
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Run-level settings. ``seeds`` seeds (``seed0`` … ``seed0+seeds−1``) run
+    batched in one process."""
+
+    seeds: int = 1
+    seed0: int = 0
+    steps: int = 100
+    log_every: int = 1
+    device: str = "cpu"
+    threads: int = 1          # torch intra-op threads per process (1 on small CPUs)
+    root: str = "runs"        # records go to <root>/<experiment>/<scale>/<run>/
+    progress: bool = True     # progress bar (auto-silent when stdout is not a terminal)
+
+
+@dataclass(frozen=True)
+class TableModelConfig:
+    """The tabular policy: one free logit per (context, action)."""
+
+    name: str = "table"
+
+
+@dataclass(frozen=True)
+class NormalisedStepConfig:
+    """z ← z + lr·g/‖g‖ per seed (paper §2: α = 0.1)."""
+
+    name: str = "normalised_step"
+    lr: float = 0.1
+
+
+@dataclass(frozen=True)
+class AdamConfig:
+    """torch.optim.Adam."""
+
+    name: str = "adam"
+    lr: float = 1e-3
+    beta1: float = 0.9
+    beta2: float = 0.999
+    eps: float = 1e-8
+
+
+@dataclass(frozen=True)
+class WandbLoggerConfig:
+    """Weights & Biases mirror of the local records.
+
+    mode: ``offline`` (default; no network, ``wandb sync`` later), ``online``
+    or ``disabled``. One W&B run per seed, named ``{algorithm}-{env}-s{seed}``,
+    group = experiment, job_type = algorithm; at most ``max_seed_runs`` seeds
+    of a batched run are mirrored (−1: all).
+    """
+
+    name: str = "wandb"
+    project: str = "tpo-bench"
+    entity: Optional[str] = None
+    mode: str = "offline"
+    dir: str = "runs/wandb"
+    max_seed_runs: int = 10
+    tags: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class NoLoggerConfig:
+    """Local records only."""
+
+    name: str = "none"
+
+
+MODELS: dict[str, type] = {"table": TableModelConfig}
+OPTIMS: dict[str, type] = {"normalised_step": NormalisedStepConfig, "adam": AdamConfig}
+LOGGERS: dict[str, type] = {"wandb": WandbLoggerConfig, "none": NoLoggerConfig}
+
+
+@dataclass
+class BenchConfig:
+    """Top-level schema. ``algorithm_overrides`` maps an algorithm name to
+    values that an experiment sets for that algorithm only (e.g. the paper's
+    R − 0.5 baseline for PG and DG in the tabular bandit)."""
+
+    experiment: str = "adhoc"
+    scale: str = "quick"
+    algorithm: Any = MISSING
+    env: Any = MISSING
+    model: Any = MISSING
+    optim: Any = MISSING
+    logger: Any = MISSING
+    run: RunConfig = field(default_factory=RunConfig)
+    algorithm_overrides: dict[str, Any] = field(default_factory=dict)
+
+
+def algorithm_schema(key: str) -> type:
+    """Frozen dataclass: :class:`AlgorithmBase` fields + the loss' params fields."""
+    spec = ALGORITHMS[key]
+    base = {f.name for f in dataclasses.fields(AlgorithmBase)}
+    hints = typing.get_type_hints(spec.params)
+    extra = []
+    for f in dataclasses.fields(spec.params):
+        if f.name in base:
+            raise TypeError(f"{spec.params.__name__}.{f.name} clashes with an AlgorithmBase field")
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        extra.append((f.name, hints[f.name], field(default=default)))
+    cls = dataclasses.make_dataclass(f"{spec.params.__name__.removesuffix('Params')}Algorithm", extra,
+                                     bases=(AlgorithmBase,), frozen=True)
+    cls.__module__ = __name__
+    return cls
+
+
+def _writable(cls: type) -> DictConfig:
+    node = OmegaConf.structured(cls)
+    _clear_readonly(node)
+    return node
+
+
+def _clear_readonly(node: Any) -> None:
+    if OmegaConf.is_config(node):
+        OmegaConf.set_readonly(node, None)
+        for key in node.keys() if OmegaConf.is_dict(node) else range(len(node)):
+            _clear_readonly(node._get_node(key))
+
+
+ALGORITHM_SCHEMAS: dict[str, type] = {key: algorithm_schema(key) for key in ALGORITHMS}
+
+
+def register() -> None:
+    """Put every schema into Hydra's ConfigStore (idempotent)."""
+    cs = ConfigStore.instance()
+    cs.store(name="bench_schema", node=_writable(BenchConfig))
+    for group, table in (("algorithm", ALGORITHM_SCHEMAS), ("env", {k: s.config for k, s in ENVS.items()}),
+                         ("model", MODELS), ("optim", OPTIMS), ("logger", LOGGERS)):
+        for name, cls in table.items():
+            cs.store(group=f"schema/{group}", name=name, node=_writable(cls))
+
+
+# -- conversion to typed settings ---------------------------------------------------
+@dataclass(frozen=True)
+class Settings:
+    """The composed config as frozen dataclasses (what the harness builds from)."""
+
+    experiment: str
+    scale: str
+    algorithm: Any     # ALGORITHM_SCHEMAS[loss] instance
+    loss_params: Any   # ALGORITHMS[loss].params instance
+    env: Any           # ENVS[name].config instance
+    model: Any
+    optim: Any
+    logger: Any
+    run: RunConfig
+
+
+class ConfigError(ValueError):
+    """A config that composes but cannot be built (the message names the valid choices)."""
+
+
+def merged_algorithm(cfg: DictConfig) -> DictConfig:
+    """``cfg.algorithm`` with the experiment's ``algorithm_overrides[name]`` merged in (validated)."""
+    extra = cfg.get("algorithm_overrides", {}).get(cfg.algorithm.name)
+    if not extra:
+        return cfg.algorithm
+    try:
+        return OmegaConf.merge(cfg.algorithm, extra)
+    except Exception as exc:  # noqa: BLE001 - re-raised with context
+        raise ConfigError(f"algorithm_overrides.{cfg.algorithm.name}: {exc}") from None
+
+
+def to_settings(cfg: DictConfig) -> Settings:
+    """Typed, frozen settings from a composed config."""
+    algo_node = merged_algorithm(cfg)
+    loss_key = algo_node.loss
+    if loss_key not in ALGORITHMS:
+        raise ConfigError(f"unknown loss {loss_key!r}; valid: {', '.join(sorted(ALGORITHMS))}")
+    algorithm = OmegaConf.to_object(algo_node)
+    if algorithm.candidates not in CANDIDATES:
+        raise ConfigError(f"algorithm.candidates={algorithm.candidates!r}; valid: {', '.join(CANDIDATES)}")
+    params_cls = ALGORITHMS[loss_key].params
+    loss_params = params_cls(**{f.name: getattr(algorithm, f.name) for f in dataclasses.fields(params_cls)})
+    return Settings(experiment=cfg.experiment, scale=cfg.scale, algorithm=algorithm, loss_params=loss_params,
+                    env=OmegaConf.to_object(cfg.env), model=OmegaConf.to_object(cfg.model),
+                    optim=OmegaConf.to_object(cfg.optim), logger=OmegaConf.to_object(cfg.logger),
+                    run=OmegaConf.to_object(cfg.run))
+
+
+def record_config(cfg: DictConfig) -> dict[str, Any]:
+    """The resolved config written to ``config.yaml``: overrides merged into
+    ``algorithm``, ``algorithm_overrides`` dropped (it is now in ``algorithm``)."""
+    out = OmegaConf.to_container(cfg, resolve=True)
+    out["algorithm"] = OmegaConf.to_container(merged_algorithm(cfg), resolve=True)
+    out.pop("algorithm_overrides", None)
+    return out

@@ -1,0 +1,52 @@
+import pytest
+import torch
+
+from algorithms.kl import kl_k3
+from algorithms.pg import PGParams, pg_loss
+from algorithms.ppo import PPOParams, ppo_loss
+
+from conftest import grad_of
+
+
+@pytest.mark.parametrize("aggregation", ["seq_sum", "token_mean", "seq_mean_token_mean"])
+@pytest.mark.parametrize("baseline", ["batch_mean", "constant"])
+def test_ratio_one_equals_pg(make_traj_batch, aggregation, baseline):
+    b = make_traj_batch(weights=True)
+    g_ppo = grad_of(ppo_loss, b, PPOParams(aggregation=aggregation, baseline=baseline, baseline_value=0.3))
+    g_pg = grad_of(pg_loss, b, PGParams(aggregation=aggregation, baseline=baseline, baseline_value=0.3))
+    torch.testing.assert_close(g_ppo, g_pg)
+
+
+def test_clipping_off_snapshot(make_traj_batch):
+    b = make_traj_batch(at_snapshot=False)
+    loss, d = ppo_loss(b, PPOParams())
+    ratio = torch.exp(b.logp.detach() - b.logp_old)
+    m = b.token_mask()
+    # reference implementation of −mean_B Σ_t min(ρA, clip(ρ)A)
+    A = b.rewards - (b.rewards * m).sum(0) / m.sum(0).clamp_min(1)
+    surr = torch.minimum(ratio * A, ratio.clamp(0.8, 1.2) * A)
+    assert loss.item() == pytest.approx(-((surr * m).sum(-1)).mean().item())
+    outside = ((ratio - 1).abs() > 0.2).to(m.dtype)
+    assert d["clip_frac"].item() == pytest.approx(((outside * m).sum() / m.sum()).item())
+    assert 0 < d["clip_frac"].item() < 1
+    k3 = kl_k3(b.logp.detach(), b.logp_old)
+    assert d["approx_kl"].item() == pytest.approx(((k3 * m).sum() / m.sum()).item())
+    # clipped tokens whose clip is active carry no gradient
+    g = grad_of(ppo_loss, b, PPOParams())
+    dead = ((ratio > 1.2) & (A > 0)) | ((ratio < 0.8) & (A < 0))
+    assert dead.any() and torch.all(g[dead] == 0)
+
+
+def test_ratio_is_not_clamped(make_traj_batch):
+    b = make_traj_batch()
+    big = type(b)(logp=b.logp, logp_old=b.logp_old - 30.0, rewards=-torch.ones_like(b.rewards), mask=b.mask)
+    loss, _ = ppo_loss(big, PPOParams(baseline="constant"))
+    assert loss.item() > 1e12  # ρ = e^30 on negative advantage enters unclipped
+
+
+def test_value_loss_only_when_enabled(make_traj_batch):
+    b = make_traj_batch(values=True)
+    l0, _ = ppo_loss(b, PPOParams())
+    l1, _ = ppo_loss(b, PPOParams(value_coef=2.0))
+    expected = 2.0 * 0.5 * ((b.seq_scores() - b.values.detach()) ** 2).mean()
+    torch.testing.assert_close(l1 - l0, expected)
