@@ -84,7 +84,8 @@ def grpo_loss(batch: GroupBatch, params: GRPOParams) -> tuple[Tensor, dict[str, 
     adv = grpo_advantage(scores, params.adv_eps, weights=batch.weights).detach()
     w = batch.candidate_weights()
     if params.mask_zero_variance:
-        w = w * (~zero_variance_groups(scores, params.zero_var_eps, weights=batch.weights)).to(w.dtype)
+        keep = ~zero_variance_groups(scores, params.zero_var_eps, weights=batch.weights)
+        w = w * keep.to(w.dtype)[:, None]
     if params.ratio_level == "sequence":
         new, old, mask = batch.seq_logp()[..., None], batch.seq_logp_old()[..., None], None
     else:
@@ -94,7 +95,7 @@ def grpo_loss(batch: GroupBatch, params: GRPOParams) -> tuple[Tensor, dict[str, 
     log_ratio = (new - old.detach()).clamp(-c, c)
     surr, ratio = clipped_surrogate(log_ratio, adv[..., None], params.clip_eps)
     if params.kl_to == "snapshot":
-        kl_x = log_ratio
+        kl_x = new - old.detach()
     else:
         require_field(batch, "logp_ref", "GRPO with kl_to='reference'")
         ref = batch.seq_logp_ref()[..., None] if params.ratio_level == "sequence" else batch.logp_ref

@@ -111,10 +111,25 @@ def _hydra_main(cfg: DictConfig) -> Any:
         sys.exit(2)
 
 
-def main() -> None:
-    """Console entry point ``bench``."""
+def register_all() -> None:
+    """Schemas and the help page into Hydra's ConfigStore."""
     register()
     _register_help()
+
+
+def compose(overrides: list[str] | None = None) -> DictConfig:
+    """The composed config for ``bench <overrides>`` without running it
+    (tests, notebooks and the benchmark command use this)."""
+    from hydra import compose as hydra_compose, initialize_config_dir
+
+    register_all()
+    with initialize_config_dir(str(CONF_DIR), version_base=None):
+        return hydra_compose("config", overrides=list(overrides or []))
+
+
+def main() -> None:
+    """Console entry point ``bench``."""
+    register_all()
     _hydra_main()
 
 

@@ -42,8 +42,9 @@ class Task(Protocol):
     def grad_metrics(self, rollout: Any) -> Metrics:
         """Metrics of the first-epoch gradient (parameters' ``.grad`` is set)."""
 
-    def after_step(self) -> Metrics:
-        """Metrics measured after the optimizer step."""
+    def after_step(self, step: int) -> Metrics:
+        """Metrics measured after the optimizer step (e.g. a held-out evaluation
+        every N steps: return ``{}`` on the other steps)."""
 
 
 @dataclass(frozen=True)
@@ -75,7 +76,8 @@ def per_seed_grad_norm(params: list[Tensor]) -> Tensor:
 def train(task: Task, loss_fn: LossRunner, optimizer: torch.optim.Optimizer, *, steps: int, epochs: int,
           log_every: int, on_log: Callable[[int, Metrics], None], start_step: int = 0) -> int:
     """Run ``steps`` on-policy steps; call ``on_log(step, metrics)`` every
-    ``log_every`` steps and at the last step. Returns the number of steps done.
+    ``log_every`` steps, at the last step and at every step that produced an
+    ``eval/`` metric. Returns the number of steps done.
 
     Raises :class:`NonFinite` (after logging the offending step) as soon as a
     logged loss or metric is not finite.
@@ -94,9 +96,9 @@ def train(task: Task, loss_fn: LossRunner, optimizer: torch.optim.Optimizer, *, 
                 logged[M.GRAD_NORM] = per_seed_grad_norm(params)
                 logged.update(task.grad_metrics(rollout))
             optimizer.step()
-        logged.update(task.after_step())
+        logged.update(task.after_step(step))
         since += 1
-        if since == log_every or step == steps - 1:
+        if since == log_every or step == steps - 1 or any(k.startswith(M.EVAL) for k in logged):
             now = time.perf_counter()
             logged[M.STEP_TIME] = torch.full((len(task.seeds),), (now - t_window) / since)
             t_window, since = now, 0

