@@ -95,7 +95,7 @@ def grpo_loss(batch: GroupBatch, params: GRPOParams) -> tuple[Tensor, dict[str, 
     log_ratio = (new - old.detach()).clamp(-c, c)
     surr, ratio = clipped_surrogate(log_ratio, adv[..., None], params.clip_eps)
     if params.kl_to == "snapshot":
-        kl_x = new - old.detach()
+        kl_x = log_ratio
     else:
         require_field(batch, "logp_ref", "GRPO with kl_to='reference'")
         ref = batch.seq_logp_ref()[..., None] if params.ratio_level == "sequence" else batch.logp_ref

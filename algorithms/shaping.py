@@ -101,6 +101,7 @@ def advantage(
       * ``"learned"``:    b_t = sg[values] [N] broadcast over t.
     Returned detached (the losses use sg[A]).
     """
+    check_baseline(mode)
     r = rewards.detach()
     if mode == "constant":
         b = torch.full_like(r, float(constant))
@@ -113,12 +114,10 @@ def advantage(
         if baseline is None:
             raise ValueError("baseline: baseline='expected' needs batch.baseline [N, T], got None")
         b = baseline.detach().to(r.dtype)
-    elif mode == "learned":
+    else:  # "learned"
         if values is None:
             raise ValueError("values: baseline='learned' needs batch.values [N], got None")
         b = values.detach().to(r.dtype)[:, None]
-    else:
-        check_baseline(mode)
     return r - b
 
 

@@ -85,7 +85,11 @@ def train(task: Task, loss_fn: LossRunner, optimizer: torch.optim.Optimizer, *, 
     params = task.parameters()
     t_window, since = time.perf_counter(), 0
     for step in range(start_step, steps):
-        rollout, logged = task.rollout(step)
+        try:
+            rollout, logged = task.rollout(step)
+        except RuntimeError as exc:  # e.g. sampling from a NaN policy
+            _raise_if_nonfinite(params, step, exc)
+            raise
         for epoch in range(epochs):
             losses, diags = loss_fn(task.batch_fields(rollout))
             optimizer.zero_grad(set_to_none=True)
@@ -107,6 +111,13 @@ def train(task: Task, loss_fn: LossRunner, optimizer: torch.optim.Optimizer, *, 
             if bad:
                 raise NonFinite(step, bad)
     return steps
+
+
+def _raise_if_nonfinite(params: list[Tensor], step: int, cause: BaseException) -> None:
+    """Turn an error caused by non-finite parameters into :class:`NonFinite`."""
+    bad = [f"param[{i}]" for i, p in enumerate(params) if not bool(torch.isfinite(p).all())]
+    if bad:
+        raise NonFinite(step, bad) from cause
 
 
 class NonFinite(RuntimeError):

@@ -46,12 +46,9 @@ def _isnan(x: object) -> bool:
 
 def format_value(spec: TableSpec, value: float, se: float = math.nan, n: Optional[int] = None) -> str:
     """"12.3 ± 0.4" (value tables) or "58" (steps); se NaN with n == 1 -> "12.3 (n=1)"."""
-    if spec.is_steps:
-        return str(int(round(value)))
-    d = spec.decimals
-    if _isnan(se):
-        return f"{value:.{d}f}" + (" (n=1)" if n == 1 else "")
-    return f"{value:.{d}f} ± {se:.{d}f}"
+    if spec.is_steps or not _isnan(se):
+        return spec.fmt(value) if spec.is_steps else f"{spec.fmt(value)} ± {spec.fmt(se)}"
+    return spec.fmt(value) + (" (n=1)" if n == 1 else "")
 
 
 def format_cell(spec: TableSpec, row: pd.Series) -> str:
@@ -72,7 +69,7 @@ def format_published(spec: TableSpec, row: pd.Series) -> str:
     value = row.get("published")
     if _isnan(value):
         return ""
-    return str(int(round(value))) if spec.is_steps else f"{value:.{spec.decimals}f}"
+    return spec.fmt(value)
 
 
 def best_mask(spec: TableSpec, cells: pd.DataFrame) -> pd.Series:
@@ -81,10 +78,9 @@ def best_mask(spec: TableSpec, cells: pd.DataFrame) -> pd.Series:
     has = cells[~cells["value"].isna()]
     if has.empty:
         return mask
-    digits = 0 if spec.is_steps else spec.decimals
     groups = has.groupby(list(spec.columns), dropna=False) if spec.columns else [((), has)]
     for _, group in groups:
-        rounded = group["value"].round(digits)
+        rounded = group["value"].map(lambda v: float(spec.fmt(v)))
         best = rounded.min() if spec.lower_is_better else rounded.max()
         mask.loc[rounded.index[rounded == best]] = True
     return mask
@@ -130,12 +126,11 @@ def spread_table(table: Table) -> Optional[pd.DataFrame]:
     spec, cells = table.spec, table.cells
     if not spec.spread or spec.is_steps or "min" not in cells:
         return None
-    d = spec.decimals
     rows: dict[str, dict[str, str]] = {}
     headers: list[str] = []
     for _, row in cells.dropna(subset=["value"]).iterrows():
         label = setting_label(spec.columns, [row[c] for c in spec.columns]) if spec.columns else _value_header(spec)
-        text = f"{row['min']:.{d}f} / {row['median']:.{d}f} / {row['max']:.{d}f}"
+        text = " / ".join(spec.fmt(row[k]) for k in ("min", "median", "max"))
         if spec.spread_threshold is not None:
             text += f" ({int(row['n_below'])}/{int(row['n'])} < {spec.spread_threshold:g})"
         rows.setdefault(_row_label(spec, row[spec.rows]), {})[label] = text

@@ -3,7 +3,6 @@ import pytest
 import torch
 
 from algorithms import ALGORITHMS
-from algorithms.batch import GroupBatch, TrajectoryBatch
 
 pytestmark = [
     pytest.mark.gpu,

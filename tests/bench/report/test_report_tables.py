@@ -169,3 +169,33 @@ def test_missing_published_file_is_named(tmp_path, runs_root, fixture_tables):
     table = T.build_table(data.tidy, fixture_tables[0], data.runs, tmp_path)
     assert table.cells["verdict"].eq("").all()
     assert any(str(tmp_path / "fixture.csv") in n and "no comparison" in n for n in table.notes)
+
+
+def _final_tidy(finals: dict[str, float], metric: str = M.ERROR) -> pd.DataFrame:
+    """Two seeds per algorithm whose last-step values average to ``finals[algo]``."""
+    rows = []
+    for algo, value in finals.items():
+        for seed, v in enumerate((value - 0.001, value + 0.001)):
+            rows += [{"run_id": algo, "status": "completed", "algorithm.name": algo, "seed": seed, "step": step,
+                      "metric": metric, "value": x} for step, x in ((0, 0.9), (1, v))]
+    return pd.DataFrame(rows)
+
+
+@pytest.mark.parametrize("finals, verdict", [
+    ({"pg": 0.1, "dg": 0.02, "tpo": 0.01, "grpo": 0.3}, "holds"),
+    ({"pg": 0.1, "dg": 0.2, "tpo": 0.01, "grpo": 0.3}, "does not hold"),
+])
+def test_registered_tabular_single_claim(finals, verdict):
+    (spec, _) = T.TABLES["tabular_single"]
+    lines = T.check_claims("tabular_single", {"error": T.build_table(_final_tidy(finals), spec)})
+    assert lines[0].startswith("Claim (paper Fig. 2): TPO and DG end below PG and GRPO in error — " + verdict + " (")
+
+
+def test_registered_tabular_multi_claims():
+    err, mis = T.TABLES["tabular_multi"]
+    tables = {"error": T.build_table(_final_tidy({"ce": 0.01, "tpo": 0.02, "dg": 0.2, "pg": 0.1, "grpo": 0.05}), err),
+              "misalignment": T.build_table(_final_tidy({"ce": 0.0, "tpo": 0.3, "dg": 0.2, "pg": 0.5, "grpo": 0.4},
+                                                        M.MISALIGNMENT), mis)}
+    error_line, mis_line = T.check_claims("tabular_multi", tables)
+    assert "closest to CE in error — holds" in error_line
+    assert "closest to CE in misalignment — does not hold" in mis_line
