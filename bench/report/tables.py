@@ -195,7 +195,7 @@ def verdict(spec: TableSpec, ours: Optional[float], se: Optional[float], never: 
         if bound is not None and ours > bound:
             return "✓"
         return "better" if spec.lower_is_better else "worse"
-    allowed = max(1 ** (0.0 if se is None or math.isnan(se) else se), spec.tolerance)
+    allowed = max(2 * (0.0 if se is None or math.isnan(se) else se), spec.tolerance)
     if abs(ours - paper) <= allowed:
         return "✓"
     return "better" if (ours < paper) == spec.lower_is_better else "worse"
