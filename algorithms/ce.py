@@ -12,6 +12,7 @@ import torch
 from torch import Tensor
 
 from .aggregate import aggregate, safe_den
+from . import ops
 from .batch import GroupBatch
 
 
@@ -33,7 +34,7 @@ def ce_loss(batch: GroupBatch, params: CEParams) -> tuple[Tensor, dict[str, Tens
     """
     s = batch.scores.to(batch.logp.dtype).detach()
     target = s / safe_den(s.sum(-1, keepdim=True))
-    logp_group = torch.log_softmax(batch.seq_logp(), -1)
+    logp_group = ops.log_softmax(batch.seq_logp(), -1)
     x = -(target * logp_group)
     loss = aggregate(x[..., None], torch.ones_like(x)[..., None], "group_sum")
     p_target = (target * logp_group.exp()).sum(-1).mean()

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from . import ops
 from .aggregate import aggregate, weighted_mean
 from .batch import GroupBatch
 from .shaping import standardise_scores, success_fail_means, zero_variance_groups
@@ -51,7 +52,7 @@ def candidate_live(batch: GroupBatch) -> Tensor:
 
 def group_log_softmax(logits: Tensor, live: Tensor) -> Tensor:
     """log_softmax over K restricted to live candidates (excluded → probability 0)."""
-    return torch.log_softmax(logits.masked_fill(~live, torch.finfo(logits.dtype).min), -1)
+    return ops.log_softmax(logits.masked_fill(~live, torch.finfo(logits.dtype).min), -1)
 
 
 def standardised_scores(batch: GroupBatch, eps: float) -> Tensor:

@@ -20,10 +20,13 @@ generator's device (then moved to the model's device), through the Gumbel-max
 trick a = argmax_v (log π_v + G_v), G_v = −log(−log U_v) ~ Gumbel(0, 1). The same
 seed therefore gives the same samples; keep prompts on a separate generator so
 that the prompt stream is the same for every algorithm (common random numbers).
+Alternatively the caller passes the whole rollout's Gumbel noise up front
+(``noise=`` [N, H, K, V], e.g. drawn per seed from per-seed generators when
+several seeds are decoded as one batch); then ``generator`` is not used.
 """
 from __future__ import annotations
 
-from typing import Callable, NamedTuple
+from typing import Callable, NamedTuple, Optional
 
 import torch
 from torch import Tensor
@@ -53,10 +56,12 @@ def gumbel_noise(shape: tuple[int, ...], generator: torch.Generator, device: tor
     return -torch.log(-torch.log(u.clamp(min=tiny)))
 
 
-def _decode(model, prompts: Tensor, K: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+def _decode(model, prompts: Tensor, K: int, generator: Optional[torch.Generator],
+            noise: Optional[Tensor] = None) -> tuple[Tensor, Tensor]:
     """Decode H answer tokens for prompts [N, H]; at each step draw K i.i.d. tokens and feed back the first.
 
-    Returns candidates [N, H, K] (long) and their log-probs [N, H, K].
+    Returns candidates [N, H, K] (long) and their log-probs [N, H, K]. ``noise`` [N, H, K, V]:
+    pre-drawn Gumbel noise used instead of drawing from ``generator``.
     """
     N, H = prompts.shape
     logits, cache = model.prefill(prompts)
@@ -64,8 +69,8 @@ def _decode(model, prompts: Tensor, K: int, generator: torch.Generator) -> tuple
     tokens, logps = [], []
     for t in range(H):
         logp = torch.log_softmax(step_logits.float(), dim=-1)                        # [N, V]
-        noise = gumbel_noise((N, K, logp.shape[-1]), generator, logp.device)
-        a = torch.argmax(logp.unsqueeze(1) + noise, dim=-1)                          # [N, K]
+        g = gumbel_noise((N, K, logp.shape[-1]), generator, logp.device) if noise is None else noise[:, t]
+        a = torch.argmax(logp.unsqueeze(1) + g, dim=-1)                              # [N, K]
         tokens.append(a)
         logps.append(torch.gather(logp, -1, a))
         if t < H - 1:
@@ -75,28 +80,32 @@ def _decode(model, prompts: Tensor, K: int, generator: torch.Generator) -> tuple
 
 
 @torch.no_grad()
-def sample_single(model, prompts: Tensor, generator: torch.Generator) -> Rollout:
-    """One answer per prompt: prompts [B, H] → answers [B, H], logp_old [B, H]."""
-    a, lp = _decode(model, prompts, 1, generator)
+def sample_single(model, prompts: Tensor, generator: Optional[torch.Generator],
+                  noise: Optional[Tensor] = None) -> Rollout:
+    """One answer per prompt: prompts [B, H] → answers [B, H], logp_old [B, H] (noise: [B, H, 1, V])."""
+    a, lp = _decode(model, prompts, 1, generator, noise)
     return Rollout(a[..., 0], lp[..., 0])
 
 
 @torch.no_grad()
-def sample_grouped(model, prompts: Tensor, K: int, generator: torch.Generator) -> Rollout:
-    """K independent full answers per prompt: prompts [B, H] → answers [B, K, H], logp_old [B, K, H]."""
+def sample_grouped(model, prompts: Tensor, K: int, generator: Optional[torch.Generator],
+                   noise: Optional[Tensor] = None) -> Rollout:
+    """K independent full answers per prompt: prompts [B, H] → answers [B, K, H], logp_old [B, K, H]
+    (noise: [B·K, H, 1, V], rows prompt-major)."""
     B, H = prompts.shape
-    a, lp = _decode(model, prompts.repeat_interleave(K, dim=0), 1, generator)
+    a, lp = _decode(model, prompts.repeat_interleave(K, dim=0), 1, generator, noise)
     return Rollout(a[..., 0].reshape(B, K, H), lp[..., 0].reshape(B, K, H))
 
 
 @torch.no_grad()
-def sample_token_candidates(model, prompts: Tensor, K: int, generator: torch.Generator) -> TokenCandidates:
+def sample_token_candidates(model, prompts: Tensor, K: int, generator: Optional[torch.Generator],
+                            noise: Optional[Tensor] = None) -> TokenCandidates:
     """Behaviour answer + K next-token candidates per prefix (candidate 0 = behaviour token).
 
     prompts [B, H] → answers [B, H], candidates [B, H, K], logp_old [B, H, K].
-    Candidates 1..K−1 are i.i.d. draws from π(·|x, y_<t) of the behaviour prefix.
+    Candidates 1..K−1 are i.i.d. draws from π(·|x, y_<t) of the behaviour prefix (noise: [B, H, K, V]).
     """
-    cands, lp = _decode(model, prompts, K, generator)
+    cands, lp = _decode(model, prompts, K, generator, noise)
     return TokenCandidates(cands[..., 0], cands, lp)
 
 

@@ -24,6 +24,7 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
 from algorithms import ALGORITHMS
+from bench.models.mlp import MlpModelConfig
 from envs import ENVS
 
 CANDIDATES = ("single", "sampled", "all", "label", "token")
@@ -116,8 +117,42 @@ class NoLoggerConfig:
     name: str = "none"
 
 
-MODELS: dict[str, type] = {"table": TableModelConfig}
-OPTIMS: dict[str, type] = {"normalised_step": NormalisedStepConfig, "adam": AdamConfig}
+@dataclass(frozen=True)
+class TransformerModelConfig:
+    """Causal transformer policy of the sequence tasks (:class:`bench.models.transformer.TransformerPolicy`).
+
+    n_heads: the paper's text says 4, the reference code uses 2; the default follows the code (2).
+    """
+
+    name: str = "transformer"
+    d_model: int = 64
+    n_layers: int = 2
+    n_heads: int = 2
+    d_ff: int = 256
+    ln_eps: float = 1e-6
+
+
+@dataclass(frozen=True)
+class MuonConfig:
+    """Muon on the split's matrices + AdamW-Nesterov (no weight decay) on the rest, same lr
+    (:func:`bench.optim.build_optimizer`). split: ``reference`` (attention kernels under AdamW,
+    as in the reference code) or ``all-matrices``."""
+
+    name: str = "muon"
+    lr: float = 1e-3
+    split: str = "reference"
+    momentum: float = 0.95
+    nesterov: bool = True
+    ns_steps: int = 5
+    ns_coeffs: list[float] = field(default_factory=lambda: [3.4445, -4.7750, 2.0315])
+    adam_beta1: float = 0.9
+    adam_beta2: float = 0.999
+    adam_eps: float = 1e-8
+
+
+MODELS: dict[str, type] = {"table": TableModelConfig, "transformer": TransformerModelConfig,
+                           "mlp": MlpModelConfig}
+OPTIMS: dict[str, type] = {"normalised_step": NormalisedStepConfig, "adam": AdamConfig, "muon": MuonConfig}
 LOGGERS: dict[str, type] = {"wandb": WandbLoggerConfig, "none": NoLoggerConfig}
 
 
@@ -179,6 +214,13 @@ def register() -> None:
                          ("model", MODELS), ("optim", OPTIMS), ("logger", LOGGERS)):
         for name, cls in table.items():
             cs.store(group=f"schema/{group}", name=name, node=_writable(cls))
+    OmegaConf.register_new_resolver("mnist_source", _mnist_source, replace=True)
+
+
+def _mnist_source(source: str, data_dir: Optional[str] = None) -> str:
+    """``${mnist_source:SOURCE,DATA_DIR}``: the MNIST source a run uses ("auto" resolved), so it is recorded."""
+    from envs.mnist import resolve_source
+    return resolve_source(str(source), data_dir)
 
 
 # -- conversion to typed settings ---------------------------------------------------

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from envs.mnist import MnistBanditConfig
+from envs.reversal import ReversalConfig
 from envs.tabular import TabularMultiConfig, TabularSingleConfig
 
 
@@ -24,6 +26,11 @@ ENVS: dict[str, EnvSpec] = {
                               "single-context sampled bandit, 100 arms (paper Fig. 2)"),
     "tabular_multi": EnvSpec("tabular_multi", TabularMultiConfig, "tabular",
                              "multi-context exact-update bandit, 100 contexts x 10 actions (paper Fig. 3)"),
+    "mnist": EnvSpec("mnist", MnistBanditConfig, "mnist",
+                     "MNIST contextual bandit, 784-50-50-10 MLP, one sampled class per image (paper Fig. 4)"),
+    "reversal": EnvSpec("reversal", ReversalConfig, "sequence",
+                        "token reversal: H prompt tokens in [0, V), copy/flip/reverse targets, "
+                        "bag/sequential/terminal rewards (paper Tables 1-3, 5)"),
 }
 
 

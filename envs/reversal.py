@@ -284,3 +284,43 @@ class ReversalTask:
         """
         fn = _lookup(CANDIDATE_SCORES, "token-candidate reward", self.reward)
         return fn(candidates, c, self.targets(prompts))
+
+
+# --------------------------------------------------------------------------- harness config
+
+MATCHINGS = ("prompt", "interaction")
+
+
+@dataclass(frozen=True)
+class ReversalConfig:
+    """Settings of a token reversal run (the ``reversal`` entry of :data:`envs.ENVS`).
+
+    horizon:    H, prompt and answer length.      vocab: V.
+    logic:      one of ``LOGICS``.                 reward: one of ``REWARDS``.
+    batch_size: B, prompts per step (paper: 100).  k: K, candidates per group (paper: 8).
+    matching:   ``prompt`` — every method sees B prompts (grouped methods score B·K
+                answers); ``interaction`` — methods with one answer per prompt see B·K
+                prompts and run at lr·√K (grouped methods are unchanged). The derived
+                numbers are computed by named functions in the harness
+                (``bench.families.sequence``), never written back into this config.
+    """
+
+    name: str = "reversal"
+    horizon: int = 10
+    vocab: int = 2
+    logic: str = "reverse_copy"
+    reward: str = "bag"
+    batch_size: int = 100
+    k: int = 8
+    matching: str = "prompt"
+
+    def __post_init__(self) -> None:
+        ReversalTask(self.horizon, self.vocab, self.logic, self.reward)  # validates the names and sizes
+        if self.matching not in MATCHINGS:
+            raise ValueError(f"unknown matching {self.matching!r}; valid: {list(MATCHINGS)}")
+        if self.batch_size < 1 or self.k < 1:
+            raise ValueError(f"batch_size and k must be >= 1, got {self.batch_size}, {self.k}")
+
+    def task(self) -> ReversalTask:
+        """The :class:`ReversalTask` these settings describe."""
+        return ReversalTask(self.horizon, self.vocab, self.logic, self.reward)

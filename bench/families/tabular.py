@@ -24,6 +24,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from algorithms import ops
 from bench import metrics as M
 from bench.seeding import generators
 from envs import tabular as tab
@@ -69,7 +70,7 @@ class TabularSingleTask:
 
     def rollout(self, step: int) -> tuple[SingleRollout, dict[str, Tensor]]:
         with torch.no_grad():
-            logp = torch.log_softmax(self.z, -1)
+            logp = ops.log_softmax(self.z, -1)
             arms = tab.sample_arms(logp.exp(), self.cfg.batch_size, self.gens)
             adv = tab.centred_reward(arms, self.cfg.correct, self.cfg.reward_baseline)
             logged = {M.ERROR: tab.error(logp.exp(), self.cfg.correct),
@@ -77,7 +78,7 @@ class TabularSingleTask:
         return SingleRollout(arms, adv, logp), logged
 
     def batch_fields(self, ro: SingleRollout) -> dict[str, Tensor]:
-        return self.fields(self, ro, torch.log_softmax(self.z, -1))
+        return self.fields(self, ro, ops.log_softmax(self.z, -1))
 
     def grad_metrics(self, ro: SingleRollout) -> dict[str, Tensor]:
         oracle = tab.pg_direction(ro.logp_old.exp(), self.cfg.correct)
@@ -130,11 +131,11 @@ class TabularMultiTask:
 
     def rollout(self, step: int) -> tuple[Tensor, dict[str, Tensor]]:
         with torch.no_grad():
-            logp = torch.log_softmax(self.z, -1)
+            logp = ops.log_softmax(self.z, -1)
             return logp, {M.ERROR: tab.error(logp.exp(), self.cfg.correct)}
 
     def batch_fields(self, logp_old: Tensor) -> dict[str, Tensor]:
-        logp = torch.log_softmax(self.z, -1)
+        logp = ops.log_softmax(self.z, -1)
         S, N, A = logp.shape
         scores = self.label.expand(S, N, A)
         if self.kind == "trajectory":
@@ -149,7 +150,7 @@ class TabularMultiTask:
     def after_step(self, step: int) -> dict[str, Tensor]:
         """The paper reports the error *after* each exact step."""
         with torch.no_grad():
-            return {M.ERROR: tab.error(torch.softmax(self.z, -1), self.cfg.correct)}
+            return {M.ERROR: tab.error(ops.softmax(self.z, -1), self.cfg.correct)}
 
 
 TASKS: dict[str, Any] = {"tabular_single": TabularSingleTask, "tabular_multi": TabularMultiTask}

@@ -25,7 +25,7 @@ from bench.optim.muon import NS_COEFFS, Muon
 MUON, ADAMW = "muon", "adamw"
 
 _COMMON = {"ffn": MUON, "head": MUON, "embedding": MUON, "matrix": MUON, "norm": ADAMW, "bias": ADAMW,
-           "vector": ADAMW}
+           "vector": ADAMW, "value": ADAMW}  # "value": a learned baseline V(x) beside the policy (sequence family)
 
 SPLITS: Mapping[str, Mapping[str, str]] = {
     "reference": {**_COMMON, "attention": ADAMW},
@@ -80,9 +80,11 @@ class SplitOptimizer:
 
 def build_optimizer(model: nn.Module, split: str = "reference", lr: float = 1e-3, muon_momentum: float = 0.95,
                     ns_steps: int = 5, ns_coeffs: Sequence[float] = NS_COEFFS,
-                    adam_betas: Sequence[float] = (0.9, 0.999), adam_eps: float = 1e-8,
+                    adam_betas: Sequence[float] = (0.9, 0.999), adam_eps: float = 1e-8, nesterov: bool = True,
                     ) -> tuple[SplitOptimizer, list[tuple[str, str]]]:
-    """Muon (Nesterov) on the split's matrices, AdamW-Nesterov (no weight decay) on the rest, same lr.
+    """Muon (Nesterov unless ``nesterov=False``) on the split's matrices, AdamW-Nesterov (no weight
+    decay) on the rest, same lr. ``model`` is anything with ``named_parameters()`` (and optionally
+    ``parameter_roles()``), e.g. a task holding seed-stacked parameters.
 
     Returns (optimizer, [(name, group)]) — the list is for the run record.
     """
@@ -98,7 +100,7 @@ def build_optimizer(model: nn.Module, split: str = "reference", lr: float = 1e-3
     optimizers: list[torch.optim.Optimizer] = []
     if muon_groups:
         optimizers.append(Muon([{"params": ps, "layout": lay} for lay, ps in muon_groups.items()], lr=lr,
-                               momentum=muon_momentum, nesterov=True, ns_steps=ns_steps, ns_coeffs=ns_coeffs))
+                               momentum=muon_momentum, nesterov=nesterov, ns_steps=ns_steps, ns_coeffs=ns_coeffs))
     if adam_params:
         optimizers.append(AdamWNesterov(adam_params, lr=lr, betas=adam_betas, eps=adam_eps, weight_decay=0.0))
     return SplitOptimizer(optimizers), assignment
