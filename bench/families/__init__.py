@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from bench.families import tabular
+from bench.families import mnist, tabular
 
 
 def build_tabular(settings: Any, seeds: list[int], batch_kind: str) -> Any:
@@ -17,4 +17,4 @@ def build_tabular(settings: Any, seeds: list[int], batch_kind: str) -> Any:
     return task_cls(settings.env, seeds, batch_kind, settings.algorithm.candidates, device=settings.run.device)
 
 
-FAMILIES: dict[str, Callable[..., Any]] = {"tabular": build_tabular}
+FAMILIES: dict[str, Callable[..., Any]] = {"tabular": build_tabular, "mnist": mnist.build_mnist}

@@ -186,3 +186,11 @@ _BUILDERS = {
     ("group", "sampled"): _sampled_group,
     ("group", "label"): _label,
 }
+
+
+def build_mnist(settings: Any, seeds: list[int], batch_kind: str) -> MnistBanditTask:
+    """``FAMILIES["mnist"]``: the bandit task (model must be ``mlp``)."""
+    if settings.model.name != "mlp":
+        from bench.schema import ConfigError
+        raise ConfigError(f"env=mnist needs model=mlp, got model={settings.model.name}")
+    return MnistBanditTask(settings, seeds, batch_kind)

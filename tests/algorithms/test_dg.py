@@ -7,7 +7,7 @@ from algorithms.dg import DGParams, delight_gate, dg_loss
 from algorithms.pg import PGParams, pg_loss
 from algorithms.shaping import advantage
 
-from conftest import grad_of
+from algo_testutils import grad_of
 
 
 @pytest.mark.parametrize("baseline", ["batch_mean", "constant"])

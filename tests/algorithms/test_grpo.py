@@ -9,7 +9,7 @@ from algorithms.grpo import GRPOParams, RLOOParams, grpo_loss, rloo_loss
 from algorithms.pg import PGParams, pg_loss
 from algorithms.shaping import grpo_advantage
 
-from conftest import grad_of
+from algo_testutils import grad_of
 
 
 def _replace(b, **kw):

@@ -5,7 +5,7 @@ from algorithms.aggregate import AGGREGATIONS
 from algorithms.pg import PGParams, pg_loss
 from algorithms.shaping import advantage
 
-from conftest import grad_of
+from algo_testutils import grad_of
 
 
 def test_gradient_closed_form_seq_sum(make_traj_batch):

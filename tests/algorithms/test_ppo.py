@@ -5,7 +5,7 @@ from algorithms.kl import kl_k3
 from algorithms.pg import PGParams, pg_loss
 from algorithms.ppo import PPOParams, ppo_loss
 
-from conftest import grad_of
+from algo_testutils import grad_of
 
 
 @pytest.mark.parametrize("aggregation", ["seq_sum", "token_mean", "seq_mean_token_mean"])

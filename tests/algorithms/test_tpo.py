@@ -6,7 +6,7 @@ import torch
 from algorithms.batch import GroupBatch
 from algorithms.tpo import GroupPGParams, TPOParams, group_pg_loss, tpo_log_target, tpo_loss
 
-from conftest import grad_of
+from algo_testutils import grad_of
 
 D = torch.float64
 
