@@ -110,8 +110,9 @@ def _device_name(device: str) -> str:
 
 
 def _finite_or_none(x: Any) -> Any:
+    """NaN and ±inf are stored as JSON null (strict JSON has no non-finite numbers)."""
     if isinstance(x, float) and not math.isfinite(x):
-        return None if math.isnan(x) else x
+        return None
     return x
 
 

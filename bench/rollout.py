@@ -57,15 +57,20 @@ def gumbel_noise(shape: tuple[int, ...], generator: torch.Generator, device: tor
 
 
 def _decode(model, prompts: Tensor, K: int, generator: Optional[torch.Generator],
-            noise: Optional[Tensor] = None) -> tuple[Tensor, Tensor]:
-    """Decode H answer tokens for prompts [N, H]; at each step draw K i.i.d. tokens and feed back the first.
+            noise: Optional[Tensor] = None, repeat: int = 1) -> tuple[Tensor, Tensor]:
+    """Decode H answer tokens for prompts [P, H]; at each step draw K i.i.d. tokens and feed back the first.
 
+    ``repeat`` > 1 decodes ``repeat`` independent answers per prompt (rows prompt-major,
+    N = P·repeat) from one prefill of each prompt (its cache is repeated, not recomputed).
     Returns candidates [N, H, K] (long) and their log-probs [N, H, K]. ``noise`` [N, H, K, V]:
     pre-drawn Gumbel noise used instead of drawing from ``generator``.
     """
-    N, H = prompts.shape
     logits, cache = model.prefill(prompts)
-    step_logits = logits[:, -1]                                                     # [N, V]
+    step_logits = logits[:, -1]                                                     # [P, V]
+    if repeat > 1:
+        step_logits = step_logits.repeat_interleave(repeat, dim=0)
+        cache = tuple((k.repeat_interleave(repeat, dim=0), v.repeat_interleave(repeat, dim=0)) for k, v in cache)
+    N, H = step_logits.shape[0], prompts.shape[1]
     tokens, logps = [], []
     for t in range(H):
         logp = torch.log_softmax(step_logits.float(), dim=-1)                        # [N, V]
@@ -93,7 +98,7 @@ def sample_grouped(model, prompts: Tensor, K: int, generator: Optional[torch.Gen
     """K independent full answers per prompt: prompts [B, H] → answers [B, K, H], logp_old [B, K, H]
     (noise: [B·K, H, 1, V], rows prompt-major)."""
     B, H = prompts.shape
-    a, lp = _decode(model, prompts.repeat_interleave(K, dim=0), 1, generator, noise)
+    a, lp = _decode(model, prompts, 1, generator, noise, repeat=K)
     return Rollout(a[..., 0].reshape(B, K, H), lp[..., 0].reshape(B, K, H))
 
 
@@ -136,3 +141,26 @@ def sequence_logp(model: LogitsFn, prompts: Tensor, answers: Tensor) -> Tensor:
 def token_candidate_logp(model: LogitsFn, prompts: Tensor, answers: Tensor, candidates: Tensor) -> Tensor:
     """log π(cand_{t,k} | x, y_<t) [B, H, K] for behaviour answers [B, H] — one forward of the behaviour buffer."""
     return torch.gather(answer_log_probs(model, prompts, answers), -1, candidates)
+
+
+def grouped_sequence_logp(model, prompts: Tensor, answers: Tensor) -> Tensor:
+    """:func:`sequence_logp` for K answers per prompt, encoding each prompt once.
+
+    ``model`` has ``prefill``/``decode`` (a :class:`TransformerPolicy`, or a functional view of
+    one). prompts [B, H], answers [B, K, H] → per-token log π(y_t | x, y_<t) [B, K, H], with grad.
+    The prompt is prefilled once per group ([B, H] tokens); the K answer prefixes
+    y_0..y_{H−2} are then decoded against the cached prompt in one pass ([B·K, H−1] tokens)
+    instead of K full ``[x, y_<H]`` buffers — about half the work of :func:`sequence_logp` at
+    equal results (up to float rounding).
+    """
+    B, K, H = answers.shape
+    logits0, cache = model.prefill(prompts)                                          # [B, H, V]
+    first = logits0[:, -1:].unsqueeze(1).expand(B, K, 1, logits0.shape[-1])          # predicts y_0
+    if H == 1:
+        logits = first
+    else:
+        cache = tuple((k.repeat_interleave(K, dim=0), v.repeat_interleave(K, dim=0)) for k, v in cache)
+        rest, _ = model.decode(answers.reshape(B * K, H)[:, :-1], cache)               # [B·K, H−1, V]
+        logits = torch.cat([first, rest.reshape(B, K, H - 1, -1)], dim=2)              # [B, K, H, V]
+    logp = torch.log_softmax(logits.float(), dim=-1)
+    return torch.gather(logp, -1, answers.unsqueeze(-1)).squeeze(-1)

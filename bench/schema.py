@@ -130,6 +130,7 @@ class TransformerModelConfig:
     n_heads: int = 2
     d_ff: int = 256
     ln_eps: float = 1e-6
+    value_hidden: int = 64   # width of the learned-baseline MLP V(x) (DRO-V, REINFORCE-LB only; not the policy)
 
 
 @dataclass(frozen=True)

@@ -17,4 +17,14 @@ def build_tabular(settings: Any, seeds: list[int], batch_kind: str) -> Any:
     return task_cls(settings.env, seeds, batch_kind, settings.algorithm.candidates, device=settings.run.device)
 
 
-FAMILIES: dict[str, Callable[..., Any]] = {"tabular": build_tabular, "mnist": mnist.build_mnist}
+def build_sequence(settings: Any, seeds: list[int], batch_kind: str) -> Any:
+    """The token reversal task with a seed-stacked transformer (model must be ``transformer``)."""
+    from bench.families.sequence import SequenceTask
+
+    if settings.model.name != "transformer":
+        raise ValueError(f"sequence envs need model=transformer, got model={settings.model.name}")
+    return SequenceTask(settings, seeds, batch_kind)
+
+
+FAMILIES: dict[str, Callable[..., Any]] = {"tabular": build_tabular, "mnist": mnist.build_mnist,
+                                           "sequence": build_sequence}

