@@ -38,6 +38,7 @@ CONFIG = "config.yaml"
 PROVENANCE = "provenance.json"
 METRICS = "metrics.jsonl"
 SUMMARY = "summary.json"
+SUMMARY_EVERY_S = 2.0
 TRACKED_PACKAGES = ("torch", "numpy", "hydra-core", "omegaconf", "wandb", "pandas", "tpo-bench")
 
 
@@ -140,6 +141,7 @@ class RunWriter:
         self._error: Optional[str] = None
         self._t0 = 0.0
         self._fh = None
+        self._last_summary = 0.0
 
     # -- lifecycle ---------------------------------------------------------
     def __enter__(self) -> "RunWriter":
@@ -174,10 +176,14 @@ class RunWriter:
             self._fh.flush()
 
     def progress(self, steps_done: int, final: Optional[Mapping[str, float]] = None) -> None:
-        """Record progress (kept in memory; written with the next summary)."""
+        """Record progress; the ``running`` summary is rewritten at most every
+        ``SUMMARY_EVERY_S`` seconds so that a live or killed run shows how far it got."""
         self.steps_done = int(steps_done)
         if final is not None:
             self.final = {k: float(v) for k, v in final.items()}
+        now = time.perf_counter()
+        if now - self._last_summary >= SUMMARY_EVERY_S:
+            self._write_summary()
 
     def mark_nan(self, step: int, what: str) -> None:
         """Stop the run with status ``nan`` and a message saying where."""
@@ -196,6 +202,7 @@ class RunWriter:
             "updated_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         }
         atomic_write_text(self.dir / SUMMARY, json.dumps(summary, indent=2))
+        self._last_summary = time.perf_counter()
 
 
 # -- reading -------------------------------------------------------------------

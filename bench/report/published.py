@@ -25,7 +25,7 @@ PUBLISHED_DIR = Path(bench.__file__).resolve().parent.parent / "results" / "publ
 PAPER_NAMES: dict[str, str] = {
     "TPO": "tpo",
     "TPO_token": "tpo_token",
-    "TPO-no-anchor": "tpo_noanchor",
+    "TPO-no-anchor": "tpo_no_anchor",
     "GRPO": "grpo",
     "GRPO_token": "grpo_token",
     "GRPO (no KL)": "grpo_nokl",
@@ -36,6 +36,7 @@ PAPER_NAMES: dict[str, str] = {
     "CE": "ce",
     "DRO-V": "dro_v",
     "REINFORCE": "reinforce",
+    "REINFORCE (learned baseline)": "reinforce_lb",
 }
 """Paper label -> algorithm config name (``algorithm.name``)."""
 

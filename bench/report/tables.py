@@ -135,7 +135,7 @@ TABLES: dict[str, list[TableSpec]] = {
     "table3_terminal": [
         TableSpec("table3", "Table 3: exact-match error (%) at the last step, terminal reward", M.ERROR,
                   columns=("env.matching", "env.horizon"), scale=100, unit="%", decimals=1,
-                  row_order=("tpo", "grpo", "grpo_nokl", "ppo", "dg", "dro_v", "reinforce"),
+                  row_order=("tpo", "grpo", "grpo_nokl", "ppo", "dg", "dro_v", "reinforce_lb"),
                   published="table3_terminal.csv", tolerance=2.0, never_above=95.0, spread=True,
                   spread_threshold=50.0, reference="paper Table 3"),
     ],
@@ -150,13 +150,64 @@ TABLES: dict[str, list[TableSpec]] = {
     # Fig. 4b / App. C: rows = the policy being trained; one table per (direction, bin); last step = step 2,000 at paper scale
     "mnist_mechanism": [
         TableSpec(f"surplus_{m}_bin{i}", f"MNIST mechanism: first-order surplus in p_y of the expected {m} update "
-                  f"over its one-vs-rest surrogate, misclassified test examples with concentration in {b}",
+                  f"over its one-vs-rest surrogate, misclassified test examples with concentration in {b} "
+                  "(rows: the algorithm training the policy)",
                   M.diag(f"mech_surplus_{m}_bin{i}"), decimals=3, number_format="g", lower_is_better=False,
                   row_order=("tpo", "pg"), reference="paper Fig. 4b, App. C")
         for m in ("tpo", "pg", "dg", "group_pg") for i, b in enumerate(_MECH_BINS)
     ],
 }
 """Experiment name (``conf/experiment/<name>.yaml``) -> its table specs."""
+
+# -- token reversal family (bench/families/sequence.py): Tables 1-3, 5, Fig. 8, §3 diagnostics and sweeps --
+_SEQ_TOKEN_ROWS = ("tpo_token", "grpo_token", "dg", "ppo")
+_SEQ_GRID = ("env.matching", "env.reward", "env.logic")
+
+
+def _final_and_steps(title: str, columns: tuple[str, ...], reference: str, **kw) -> list[TableSpec]:
+    """Final error (%) with the per-seed spread, and steps to 1 % (seed-mean curve)."""
+    return [TableSpec("final_error", f"{title}: error (%) at the last step", M.ERROR, columns=columns, scale=100,
+                      unit="%", decimals=1, spread=True, spread_threshold=50.0, reference=reference, **kw),
+            TableSpec("steps_to_1pct", f"{title}: steps to 1% error", M.ERROR, reduction="steps_to_threshold",
+                      threshold=0.01, columns=columns, reference=reference, **kw)]
+
+
+TABLES["table1_vocab"] = [*TABLES["table1_vocab"], TableSpec(
+    "final_error", "Table 1 setting: token error (%) at the last step (per-seed spread)", M.ERROR,
+    columns=("env.vocab",), scale=100, unit="%", decimals=2, spread=True, spread_threshold=1.0,
+    row_order=_SEQ_TOKEN_ROWS, reference="paper Table 1 setting")]
+TABLES.update({
+    "table2_variations": [
+        TableSpec("table2", "Table 2: steps to 1% error, target logic x reward x matching (token candidates)",
+                  M.ERROR, reduction="steps_to_threshold", threshold=0.01, columns=_SEQ_GRID,
+                  row_order=_SEQ_TOKEN_ROWS, reference="paper Table 2"),
+        TableSpec("final_error", "Table 2 setting: error (%) at the last step (per-seed spread)", M.ERROR,
+                  columns=_SEQ_GRID, scale=100, unit="%", decimals=2, spread=True, spread_threshold=1.0,
+                  row_order=_SEQ_TOKEN_ROWS, reference="paper Table 2 setting"),
+    ],
+    "ablation_anchor": _final_and_steps("Anchor ablation (terminal reward, prompt-matched)", ("env.horizon",),
+                                        "paper Fig. 8",
+                                        row_order=("tpo", "tpo_no_anchor", "group_pg", "grpo", "grpo_nokl")),
+    "table5_eta": _final_and_steps("Table 5: TPO temperature η", ("algorithm.eta",), "paper Table 5"),
+    "sweep_k": _final_and_steps("Sparse reward, sweep over K", ("env.k",), "EXPERIMENTS §3 sweeps"),
+    "sweep_epochs": _final_and_steps("Sparse reward, sweep over epochs", ("algorithm.epochs",), "EXPERIMENTS §3 sweeps"),
+    "grpo_masking": _final_and_steps("Sparse reward, GRPO zero-variance masking", (), "EXPERIMENTS §3 sweeps",
+                                     row_order=("grpo", "grpo_masked", "tpo")),
+    "diagnostics_sparse": [
+        TableSpec(name, f"Sparse-reward diagnostics: {title}, mean over all steps", metric,
+                  reduction="mean_over_steps", decimals=3, number_format="g", lower_is_better=lower, spread=True,
+                  row_order=("tpo", "grpo"), reference="EXPERIMENTS §3 diagnostics")
+        for name, title, metric, lower in (
+            ("error", "exact-match error", M.ERROR, True),
+            ("grad_norm", "first-epoch gradient L2 norm", M.GRAD_NORM, False),
+            ("all_fail", "fraction of all-fail groups", M.diag("all_fail_frac"), True),
+            ("any_success", "fraction of prompts with >= 1 success", M.diag("any_success_frac"), False),
+            ("q_success", "TPO mean target mass on successful candidates", M.diag("q_success"), False),
+            ("q_fail", "TPO mean target mass on failed candidates", M.diag("q_fail"), True),
+            ("a_success", "GRPO mean advantage on successful candidates", M.diag("a_success"), False),
+            ("a_fail", "GRPO mean advantage on failed candidates", M.diag("a_fail"), True))
+    ],
+})
 
 
 def generic_specs(tidy: pd.DataFrame, runs: Optional[pd.DataFrame] = None) -> list[TableSpec]:
@@ -347,17 +398,21 @@ def build_table(tidy: pd.DataFrame, spec: TableSpec, runs: Optional[pd.DataFrame
     cells["published_never"] = [n for _, n in found]
     cells["verdict"] = [verdict(spec, r["value"], r["se"], r["never"], r["published"], r["published_never"])
                         for _, r in cells.iterrows()]
-    return Table(spec, _order(cells, spec), notes + _pooled_note(tidy, runs, spec) + _data_note(runs))
+    return Table(spec, _order(cells, spec), notes + _pooled_note(tidy, runs, spec) + _data_note(runs, spec))
 
 
-def _data_note(runs: Optional[pd.DataFrame]) -> list[str]:
+def _data_note(runs: Optional[pd.DataFrame], spec: TableSpec) -> list[str]:
     """Which data the included runs used (``env.resolved_source``, e.g. the MNIST source "auto" picked)."""
     col = "env.resolved_source"
     if runs is None or runs.empty or col not in runs:
         return []
     inc = runs[runs["included"]] if "included" in runs else runs
     used = sorted({str(v) for v in inc[col].dropna()})
-    return [f"Data source (`{col}`): {', '.join(used)}."] if used else []
+    if not used:
+        return []
+    caveat = (" Published MNIST numbers are for the four standard IDX files (`mnist`) at paper scale;"
+              " verdicts for other data are not a like-for-like comparison.") if spec.published and used != ["mnist"] else ""
+    return [f"Data source (`{col}`): {', '.join(used)}.{caveat}"]
 
 
 # -- claims --------------------------------------------------------------------------------

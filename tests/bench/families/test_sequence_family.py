@@ -100,9 +100,11 @@ def test_same_seed_same_weights_and_prompts_for_different_algorithms():
         assert torch.equal(p, b.policy[name]), name
     assert not torch.equal(a.policy["tok_emb.weight"][0], a.policy["tok_emb.weight"][1]), "seeds differ"
     assert not torch.equal(a.policy["tok_emb.weight"], c.policy["tok_emb.weight"])
-    for _ in range(3):  # the prompt stream does not depend on what the sampler consumed
-        a.rollout(0)
-        assert torch.equal(a.draw_prompts(), b.draw_prompts())
+    for step in range(3):  # grouped (B·K answers) vs single (B answers): same prompts all the same
+        ra, _ = a.rollout(step)
+        rb, _ = b.rollout(step)
+        assert torch.equal(ra.prompts, rb.prompts)
+        assert ra.answers.shape != rb.answers.shape
 
 
 # -- seed batching -------------------------------------------------------------------------------

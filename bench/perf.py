@@ -1,0 +1,201 @@
+"""``bench-perf``: per-step cost of the standard workloads (figures to quote, not a test).
+
+    bench-perf [--only NAME ...] [--repeats 5] [--device cpu|cuda] [--out results/perf]
+
+Each workload is a composed configuration (the same code path as ``bench``):
+it is built, warmed up, then timed over ``steps`` on-policy steps, ``repeats``
+times; the table gives the median and the spread (min–max) of seconds per step
+— or of the whole experiment for the ``experiment`` workloads — plus peak
+memory, device, torch version and thread count. Results are printed as a
+Markdown table and written as JSON next to it.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import statistics
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Optional
+
+os.environ.setdefault("WANDB_MODE", "disabled")
+
+
+@dataclass(frozen=True)
+class Workload:
+    """name; overrides for ``bench``; what is timed: ``step`` (seconds per step
+    over ``steps`` steps) or ``experiment`` (seconds for the whole run of every
+    algorithm in ``algorithms``)."""
+
+    name: str
+    overrides: tuple[str, ...]
+    steps: int = 10
+    kind: str = "step"
+    algorithms: tuple[str, ...] = ()
+    note: str = ""
+
+
+def _seq(name: str, algorithm: str, setting: tuple[str, ...], seeds: int = 1, steps: int = 3) -> Workload:
+    return Workload(name, ("experiment=table3_terminal" if "terminal" in name else "experiment=table1_vocab",
+                           f"algorithm={algorithm}", f"run.seeds={seeds}", *setting), steps=steps)
+
+
+T3 = ("env.horizon=7", "env.matching=prompt")   # Table 3 setting: H=7, B=100, K=8, V=2, terminal reward
+T1 = ("env.vocab=2", "env.horizon=10")          # Table 1 setting: V=2, H=10, bag reward, token candidates
+
+WORKLOADS: tuple[Workload, ...] = (
+    Workload("tabular_single paper (4 algos x 100 seeds x 150 steps)", ("experiment=tabular_single", "scale=paper"),
+             kind="experiment", algorithms=("pg", "dg", "tpo", "grpo")),
+    Workload("tabular_multi paper (5 algos x 100 seeds x 1000 steps)", ("experiment=tabular_multi", "scale=paper"),
+             kind="experiment", algorithms=("ce", "tpo", "dg", "pg", "grpo")),
+    Workload("mnist step (B=100, 1 seed)", ("experiment=mnist", "algorithm=tpo", "run.seeds=1"), steps=20),
+    Workload("mnist step (B=100, 20 seeds)", ("experiment=mnist", "algorithm=tpo", "run.seeds=20"), steps=10),
+    *(_seq(f"terminal H=7 {a} (1 seed)", a, T3) for a in ("tpo", "grpo", "ppo", "dg")),
+    *(_seq(f"bag V=2 H=10 {a} (1 seed)", a, T1) for a in ("tpo_token", "grpo_token", "ppo", "dg")),
+    *(_seq(f"terminal H=7 tpo ({s} seeds)", "tpo", T3, seeds=s) for s in (4, 20)),
+)
+
+
+@dataclass
+class Result:
+    name: str
+    unit: str
+    median_s: Optional[float] = None
+    min_s: Optional[float] = None
+    max_s: Optional[float] = None
+    repeats: int = 0
+    peak_rss_mb: Optional[float] = None
+    peak_cuda_mb: Optional[float] = None
+    skipped: str = ""
+    samples: list[float] = field(default_factory=list)
+
+
+def _build(overrides: list[str]):
+    from bench.build import build
+    from bench.cli import compose
+    from bench.schema import to_settings
+
+    settings = to_settings(compose(["logger=none", *overrides]))
+    return settings, build(settings)
+
+
+def _time_steps(overrides: list[str], steps: int) -> float:
+    """Seconds per on-policy step (after one warm-up step)."""
+    from bench.loop import train
+
+    settings, b = _build(overrides)
+    train(b.task, b.loss, b.optimizer, steps=1, epochs=b.epochs, log_every=1, on_log=lambda *a: None)
+    _sync(settings.run.device)
+    t0 = time.perf_counter()
+    train(b.task, b.loss, b.optimizer, steps=1 + steps, epochs=b.epochs, log_every=steps,
+          on_log=lambda *a: None, start_step=1)
+    _sync(settings.run.device)
+    return (time.perf_counter() - t0) / steps
+
+
+def _time_experiment(overrides: list[str], algorithms: tuple[str, ...]) -> float:
+    """Seconds to train every algorithm of the experiment for its configured steps."""
+    from bench.loop import train
+
+    total = 0.0
+    for algorithm in algorithms:
+        settings, b = _build([*overrides, f"algorithm={algorithm}"])
+        t0 = time.perf_counter()
+        train(b.task, b.loss, b.optimizer, steps=settings.run.steps, epochs=b.epochs,
+              log_every=settings.run.log_every, on_log=lambda *a: None)
+        _sync(settings.run.device)
+        total += time.perf_counter() - t0
+    return total
+
+
+def _sync(device: str) -> None:
+    if device.startswith("cuda"):
+        import torch
+        torch.cuda.synchronize()
+
+
+def measure(w: Workload, repeats: int, device: str) -> Result:
+    """Time one workload ``repeats`` times (skipped, with the reason, if it cannot be built)."""
+    import torch
+
+    unit = "s/run" if w.kind == "experiment" else "s/step"
+    overrides = [*w.overrides, f"run.device={device}"]
+    res = Result(w.name, unit)
+    try:
+        for _ in range(repeats):
+            if device.startswith("cuda"):
+                torch.cuda.reset_peak_memory_stats()
+            t = _time_experiment(overrides, w.algorithms) if w.kind == "experiment" else _time_steps(overrides, w.steps)
+            res.samples.append(t)
+    except Exception as exc:  # noqa: BLE001 - a workload whose family is absent is reported, not fatal
+        res.skipped = f"{type(exc).__name__}: {str(exc).splitlines()[0][:120]}"
+        return res
+    res.repeats = len(res.samples)
+    res.median_s, res.min_s, res.max_s = statistics.median(res.samples), min(res.samples), max(res.samples)
+    res.peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    if device.startswith("cuda"):
+        res.peak_cuda_mb = torch.cuda.max_memory_allocated() / 2**20
+    return res
+
+
+def environment(device: str) -> dict:
+    import torch
+
+    return {"device": device, "device_name": torch.cuda.get_device_name() if device.startswith("cuda")
+            else (platform.processor() or platform.machine()), "cpu_count": os.cpu_count(),
+            "torch": torch.__version__, "threads": torch.get_num_threads(), "python": platform.python_version(),
+            "date": time.strftime("%Y-%m-%d %H:%M:%S")}
+
+
+def render(results: list[Result], env: dict) -> str:
+    lines = [f"# bench-perf ({env['device']}: {env['device_name']}, {env['cpu_count']} CPUs, torch {env['torch']}, "
+             f"{env['threads']} thread(s), {env['date']})", "",
+             "| workload | median | min–max | unit | repeats | peak RSS MB | peak CUDA MB |", "|---|---|---|---|---|---|---|"]
+    for r in results:
+        if r.skipped:
+            lines.append(f"| {r.name} | skipped: {r.skipped} | | | | | |")
+        else:
+            cuda = f"{r.peak_cuda_mb:.0f}" if r.peak_cuda_mb is not None else ""
+            lines.append(f"| {r.name} | {r.median_s:.4g} | {r.min_s:.4g}–{r.max_s:.4g} | {r.unit} | {r.repeats} | "
+                         f"{r.peak_rss_mb:.0f} | {cuda} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    ap = argparse.ArgumentParser(prog="bench-perf", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--only", nargs="*", default=None, help="substrings of workload names to run")
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--out", type=Path, default=Path("results/perf"))
+    ap.add_argument("--list", action="store_true", help="list the workloads and exit")
+    args = ap.parse_args(argv)
+    if args.list:
+        print("\n".join(w.name for w in WORKLOADS))
+        return 0
+    import torch
+
+    torch.set_num_threads(args.threads)
+    chosen = [w for w in WORKLOADS if not args.only or any(s in w.name for s in args.only)]
+    results = []
+    for w in chosen:
+        print(f"[bench-perf] {w.name} ...", file=sys.stderr, flush=True)
+        results.append(measure(w, args.repeats, args.device))
+    env = environment(args.device)
+    text = render(results, env)
+    print(text)
+    args.out.mkdir(parents=True, exist_ok=True)
+    stem = args.out / f"perf-{args.device.replace(':', '')}"
+    stem.with_suffix(".md").write_text(text)
+    stem.with_suffix(".json").write_text(json.dumps({"environment": env, "results": [asdict(r) for r in results]},
+                                                    indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
