@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping, Protocol
+from typing import Any, Callable, Mapping, Optional, Protocol
 
 import torch
 from torch import Tensor
@@ -74,10 +74,11 @@ def per_seed_grad_norm(params: list[Tensor]) -> Tensor:
 
 
 def train(task: Task, loss_fn: LossRunner, optimizer: torch.optim.Optimizer, *, steps: int, epochs: int,
-          log_every: int, on_log: Callable[[int, Metrics], None], start_step: int = 0) -> int:
+          log_every: int, on_log: Callable[[int, Metrics], None], start_step: int = 0,
+          on_step_end: Optional[Callable[[int], None]] = None) -> int:
     """Run ``steps`` on-policy steps; call ``on_log(step, metrics)`` every
     ``log_every`` steps, at the last step and at every step that produced an
-    ``eval/`` metric. Returns the number of steps done.
+    ``eval/`` metric; ``on_step_end(step)`` after every step (checkpoints). Returns the number of steps done.
 
     Raises :class:`NonFinite` (after logging the offending step) as soon as a
     logged loss or metric is not finite.
@@ -110,6 +111,8 @@ def train(task: Task, loss_fn: LossRunner, optimizer: torch.optim.Optimizer, *, 
             bad = [k for k, v in logged.items() if not bool(torch.isfinite(v).all())]
             if bad:
                 raise NonFinite(step, bad)
+        if on_step_end is not None:
+            on_step_end(step)
     return steps
 
 

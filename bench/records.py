@@ -121,6 +121,9 @@ class RunWriter:
     """Writes one run directory. Use as ``with RunWriter(...) as rec: rec.log(...)``.
 
     ``identity`` is the config hash to record (default: hash of ``config``).
+    ``resume_after=k`` continues a run from its checkpoint at step k: metric
+    rows of steps ≤ k are kept, later ones (recomputed after the resume) dropped;
+    ``prior_wall_s`` is the wall time already spent before the resume.
     Leaving the ``with`` block normally marks the run ``completed``; an exception
     marks it ``failed`` (the error text is kept) and re-raises; :meth:`mark_nan`
     records a NaN stop.
@@ -128,13 +131,16 @@ class RunWriter:
 
     def __init__(self, run_dir: Path, config: Mapping[str, Any], seeds: Iterable[int],
                  device: str = "cpu", extra_provenance: Optional[Mapping[str, Any]] = None,
-                 identity: Optional[str] = None):
+                 identity: Optional[str] = None, resume_after: Optional[int] = None,
+                 prior_wall_s: float = 0.0):
         self.dir = Path(run_dir)
         self.config = dict(config)
         self.seeds = [int(s) for s in seeds]
         self.device = device
         self.extra_provenance = dict(extra_provenance or {})
         self.hash = identity or config_hash(self.config)
+        self.resume_after = resume_after
+        self.prior_wall_s = float(prior_wall_s)
         self.steps_done = 0
         self.final: dict[str, float] = {}
         self._status = "running"
@@ -146,8 +152,13 @@ class RunWriter:
     # -- lifecycle ---------------------------------------------------------
     def __enter__(self) -> "RunWriter":
         self.dir.mkdir(parents=True, exist_ok=True)
-        for stale in (METRICS, SUMMARY):  # a rerun replaces an incomplete record, never appends to it
-            (self.dir / stale).unlink(missing_ok=True)
+        if self.resume_after is None:  # a rerun replaces an incomplete record, never appends to it
+            for stale in (METRICS, SUMMARY):
+                (self.dir / stale).unlink(missing_ok=True)
+        else:  # resuming from a checkpoint: keep the rows up to it, drop the rest
+            kept = [r for r in read_metrics(self.dir) if r["step"] <= self.resume_after]
+            atomic_write_text(self.dir / METRICS, "".join(json.dumps(r) + "\n" for r in kept))
+            self.steps_done = self.resume_after + 1
         atomic_write_text(self.dir / CONFIG, yaml.safe_dump(self.config, sort_keys=False))
         atomic_write_text(self.dir / PROVENANCE, json.dumps(provenance(self.device, self.extra_provenance), indent=2))
         self._t0 = time.perf_counter()
@@ -196,7 +207,8 @@ class RunWriter:
             "config_hash": self.hash,
             "seeds": self.seeds,
             "steps_done": self.steps_done,
-            "wall_time_s": round(time.perf_counter() - self._t0, 4) if self._t0 else 0.0,
+            "wall_time_s": round(self.prior_wall_s + (time.perf_counter() - self._t0 if self._t0 else 0.0), 4),
+            "resumed_after_step": self.resume_after,
             "final": {k: _finite_or_none(v) for k, v in self.final.items()},
             "error": self._error,
             "updated_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),

@@ -7,6 +7,7 @@ from typing import Any
 import torch
 from omegaconf import DictConfig
 
+from bench import checkpoint
 from bench import metrics as M
 from bench.build import build, seed_list
 from bench.loop import NonFinite, train
@@ -16,7 +17,7 @@ from bench.schema import Settings, record_config, to_settings
 from bench.wandb_mirror import WandbMirror
 
 # Keys that do not change what a run computes: excluded from its identity hash.
-NON_IDENTITY = {"logger": None, "run": ("root", "progress")}
+NON_IDENTITY = {"logger": None, "run": ("root", "progress", "checkpoint_every")}
 
 
 def identity(record: dict[str, Any]) -> str:
@@ -49,11 +50,14 @@ def execute(cfg: DictConfig) -> dict[str, Any]:
     torch.set_num_threads(settings.run.threads)
     seeds = seed_list(settings)
     built = build(settings)
+    start, resume_after, prior_wall = _resume_point(out, ident, previous, built, settings)
     mirror = WandbMirror(settings.logger, record, seeds, settings.experiment, settings.algorithm.name,
                          settings.env.name)
     status = "failed"
-    say(f"[bench] {label}: {len(seeds)} seeds x {settings.run.steps} steps -> {out}")
-    with RunWriter(out, record, seeds, device=settings.run.device, identity=ident) as rec, \
+    say(f"[bench] {label}: {len(seeds)} seeds x {settings.run.steps} steps -> {out}"
+        + (f" (resuming after step {resume_after})" if resume_after is not None else ""))
+    with RunWriter(out, record, seeds, device=settings.run.device, identity=ident, resume_after=resume_after,
+                   prior_wall_s=prior_wall) as rec, \
             RunProgress(label, settings.run.steps, settings.run.progress) as bar:
         def on_log(step: int, logged: dict[str, torch.Tensor]) -> None:
             keys = list(logged)
@@ -65,10 +69,17 @@ def execute(cfg: DictConfig) -> dict[str, Any]:
             mirror.log(step, per_seed)
             bar.update(step, {k.split("/")[-1]: means[k] for k in (M.ERROR, M.EVAL_ERROR) if k in means})
 
+        def on_step_end(step: int) -> None:
+            every = settings.run.checkpoint_every
+            if every > 0 and (step + 1) % every == 0 and step < settings.run.steps - 1:
+                checkpoint.save(out, step, ident, built.task, built.optimizer)
+
         try:
             train(built.task, built.loss, built.optimizer, steps=settings.run.steps, epochs=built.epochs,
-                  log_every=settings.run.log_every, on_log=on_log)
+                  log_every=settings.run.log_every, on_log=on_log, start_step=start,
+                  on_step_end=on_step_end if checkpoint.supports(built.task) else None)
             status = "completed"
+            checkpoint.remove(out)
         except NonFinite as exc:
             rec.mark_nan(exc.step, ", ".join(exc.keys))
             status = "nan"
@@ -78,3 +89,17 @@ def execute(cfg: DictConfig) -> dict[str, Any]:
     summary = read_run(out).summary
     say(f"[bench] {label}: {summary['status']} in {summary['wall_time_s']:.2f}s")
     return summary
+
+
+def _resume_point(out: Path, ident: str, previous: Any, built: Any, settings: Settings) -> tuple[int, Any, float]:
+    """(first step to run, step resumed after or None, wall seconds already spent).
+
+    An unfinished record of the same config with a checkpoint resumes from it;
+    anything else starts from step 0."""
+    if settings.run.checkpoint_every <= 0 or previous is None or not checkpoint.supports(built.task):
+        return 0, None, 0.0
+    state = checkpoint.load(out, ident)
+    if state is None:
+        return 0, None, 0.0
+    start = checkpoint.restore(state, built.task, built.optimizer)
+    return start, start - 1, float(previous.summary.get("wall_time_s") or 0.0)

@@ -63,6 +63,7 @@ class RunConfig:
     threads: int = 1          # torch intra-op threads per process (1 on small CPUs)
     root: str = "runs"        # records go to <root>/<experiment>/<scale>/<run>/
     progress: bool = True     # progress bar (auto-silent when stdout is not a terminal)
+    checkpoint_every: int = 0  # save task/optimizer/RNG state every N steps (0: off); reruns resume from it
 
 
 @dataclass(frozen=True)

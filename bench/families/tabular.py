@@ -68,6 +68,15 @@ class TabularSingleTask:
     def parameters(self) -> list[Tensor]:
         return [self.z]
 
+    def state_dict(self) -> dict[str, Any]:
+        return {"z": self.z.detach().clone(), "gens": [g.get_state() for g in self.gens]}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        with torch.no_grad():
+            self.z.copy_(state["z"])
+        for g, s in zip(self.gens, state["gens"]):
+            g.set_state(s)
+
     def rollout(self, step: int) -> tuple[SingleRollout, dict[str, Tensor]]:
         with torch.no_grad():
             logp = ops.log_softmax(self.z, -1)
@@ -128,6 +137,13 @@ class TabularMultiTask:
 
     def parameters(self) -> list[Tensor]:
         return [self.z]
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"z": self.z.detach().clone()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        with torch.no_grad():
+            self.z.copy_(state["z"])
 
     def rollout(self, step: int) -> tuple[Tensor, dict[str, Tensor]]:
         with torch.no_grad():

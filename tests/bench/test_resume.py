@@ -58,3 +58,45 @@ def test_sigkill_mid_sweep_then_rerun(tmp_path):
         assert rs[0].status == "completed"
         if name in finished:  # a completed run is skipped, not recomputed
             assert (rs[0].path / "metrics.jsonl").stat().st_mtime_ns == finished[name]
+
+
+def test_checkpoint_resume_is_bitwise_identical(tmp_path, monkeypatch):
+    """A run interrupted at step 13 and rerun resumes from its step-9 checkpoint
+    and ends with exactly the metrics of an uninterrupted run."""
+    from bench.cli import compose
+    from bench.families import tabular
+    from bench.records import read_metrics
+    from bench.run import execute
+
+    base = ["experiment=tabular_single", "algorithm=dg", "run.seeds=3", "run.steps=20", "logger=none",
+            "run.checkpoint_every=5"]
+    execute(compose([*base, f"run.root={tmp_path / 'straight'}"]))
+    (straight,) = (tmp_path / "straight" / "tabular_single" / "quick").iterdir()
+
+    real_rollout = tabular.TabularSingleTask.rollout
+
+    def dying_rollout(self, step):
+        if step == 13:
+            raise KeyboardInterrupt("simulated kill")
+        return real_rollout(self, step)
+
+    monkeypatch.setattr(tabular.TabularSingleTask, "rollout", dying_rollout)
+    root = tmp_path / "interrupted"
+    try:
+        execute(compose([*base, f"run.root={root}"]))
+    except KeyboardInterrupt:
+        pass
+    (run,) = (root / "tabular_single" / "quick").iterdir()
+    assert (run / "checkpoint.pt").exists()
+    assert max(r["step"] for r in read_metrics(run)) == 12
+    monkeypatch.setattr(tabular.TabularSingleTask, "rollout", real_rollout)
+    summary = execute(compose([*base, f"run.root={root}"]))
+    assert summary["status"] == "completed" and summary["resumed_after_step"] == 9
+    assert read_metrics(run) == read_metrics(straight) or _same_but_time(read_metrics(run), read_metrics(straight))
+    assert not (run / "checkpoint.pt").exists()
+
+
+def _same_but_time(a, b):
+    strip = lambda rows: [{k: v for k, v in r.items() if not k.startswith("time/")} for r in rows]  # noqa: E731
+    assert strip(a) == strip(b)
+    return True
