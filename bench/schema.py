@@ -245,9 +245,28 @@ class ConfigError(ValueError):
     """A config that composes but cannot be built (the message names the valid choices)."""
 
 
+def command_line_keys(group: str = "algorithm") -> set[str]:
+    """Top-level keys of ``group`` set on the command line (``algorithm.eta=2`` → ``eta``)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return set()
+    keys = set()
+    for override in HydraConfig.get().overrides.task:
+        key = override.split("=", 1)[0].lstrip("+~")
+        if key.startswith(group + "."):
+            keys.add(key[len(group) + 1:].split(".")[0])
+    return keys
+
+
 def merged_algorithm(cfg: DictConfig) -> DictConfig:
-    """``cfg.algorithm`` with the experiment's ``algorithm_overrides[name]`` merged in (validated)."""
+    """``cfg.algorithm`` with the experiment's ``algorithm_overrides[name]`` merged in
+    (validated). A key also set on the command line (``algorithm.epochs=2``) keeps
+    the command-line value: the user's last word wins over the experiment file."""
     extra = cfg.get("algorithm_overrides", {}).get(cfg.algorithm.name)
+    if extra:
+        explicit = command_line_keys()
+        extra = {k: v for k, v in extra.items() if k not in explicit}
     if not extra:
         return cfg.algorithm
     try:

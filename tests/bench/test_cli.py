@@ -53,3 +53,14 @@ def test_single_run_writes_a_complete_record(tmp_path):
     assert rec.status == "completed" and rec.config["algorithm"]["name"] == "tpo"
     assert len(read_metrics(run)) == 2 * 5
     assert rec.provenance["versions"]["torch"]
+
+
+def test_command_line_beats_the_experiments_algorithm_overrides(tmp_path):
+    out = bench("experiment=tabular_single", "algorithm=tpo", "algorithm.epochs=3", "run.seeds=2", "run.steps=3",
+                "logger=none", "hydra.mode=RUN", f"run.root={tmp_path}", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    from bench.records import read_run
+    (run,) = (tmp_path / "tabular_single" / "quick").iterdir()
+    algo = read_run(run).config["algorithm"]
+    assert algo["epochs"] == 3            # command line
+    assert algo["candidates"] == "all"    # experiment's algorithm_overrides
