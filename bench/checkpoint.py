@@ -14,15 +14,45 @@ CHECKPOINT = "checkpoint.pt"
 
 
 def supports(task: Any) -> bool:
-    """Whether a task can be checkpointed (it implements ``state_dict``/``load_state_dict``)."""
-    return hasattr(task, "state_dict") and hasattr(task, "load_state_dict")
+    """Every task can be checkpointed: its own ``state_dict``/``load_state_dict``
+    if it has them, else :func:`task_state` / :func:`load_task_state`."""
+    return True
+
+
+def _generator_lists(task: Any) -> dict[str, list[torch.Generator]]:
+    return {name: value for name, value in sorted(vars(task).items())
+            if isinstance(value, list) and value and all(isinstance(g, torch.Generator) for g in value)}
+
+
+def task_state(task: Any) -> dict[str, Any]:
+    """Generic task state: the trainable tensors (``task.parameters()``) and the
+    state of every per-seed random stream (attributes holding lists of generators).
+    Everything else a task holds is rebuilt deterministically from the config."""
+    if hasattr(task, "state_dict"):
+        return task.state_dict()
+    return {"parameters": [p.detach().clone() for p in task.parameters()],
+            "generators": {k: [g.get_state() for g in gens] for k, gens in _generator_lists(task).items()}}
+
+
+def load_task_state(task: Any, state: dict[str, Any]) -> None:
+    """Inverse of :func:`task_state`."""
+    if hasattr(task, "load_state_dict"):
+        task.load_state_dict(state)
+        return
+    with torch.no_grad():
+        for p, saved in zip(task.parameters(), state["parameters"], strict=True):
+            p.copy_(saved)
+    gens = _generator_lists(task)
+    for name, states in state["generators"].items():
+        for g, s in zip(gens[name], states, strict=True):
+            g.set_state(s)
 
 
 def save(run_dir: Path, step: int, identity: str, task: Any, optimizer: torch.optim.Optimizer) -> None:
     """Write the state after ``step`` (atomic: the old checkpoint or the new one, never a part)."""
     path = Path(run_dir) / CHECKPOINT
     tmp = path.with_name(f".{CHECKPOINT}.{os.getpid()}.tmp")
-    torch.save({"step": step, "identity": identity, "task": task.state_dict(),
+    torch.save({"step": step, "identity": identity, "task": task_state(task),
                 "optimizer": optimizer.state_dict(), "torch_rng": torch.get_rng_state()}, tmp)
     os.replace(tmp, path)
 
@@ -41,7 +71,7 @@ def load(run_dir: Path, identity: str) -> Optional[dict[str, Any]]:
 
 def restore(state: dict[str, Any], task: Any, optimizer: torch.optim.Optimizer) -> int:
     """Load ``state`` into the task and optimizer; return the first step still to run."""
-    task.load_state_dict(state["task"])
+    load_task_state(task, state["task"])
     optimizer.load_state_dict(state["optimizer"])
     torch.set_rng_state(state["torch_rng"])
     return int(state["step"]) + 1
