@@ -64,3 +64,16 @@ def test_command_line_beats_the_experiments_algorithm_overrides(tmp_path):
     algo = read_run(run).config["algorithm"]
     assert algo["epochs"] == 3            # command line
     assert algo["candidates"] == "all"    # experiment's algorithm_overrides
+
+
+def test_submitit_local_launcher_runs_a_sweep(tmp_path):
+    """The cluster path (submitit) exercised locally: each job writes its own complete record."""
+    pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
+    out = bench("-m", "algorithm=tpo,pg", "env=tabular_multi", "run.seeds=2", "run.steps=5", "logger=none",
+                "launcher=submitit_local", f"run.root={tmp_path}", f"hydra.sweep.dir={tmp_path}/_hydra",
+                cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-2000:]
+    from bench.records import read_run
+    runs = [read_run(p) for p in (tmp_path / "adhoc" / "quick").iterdir()]
+    assert sorted(r.config["algorithm"]["name"] for r in runs) == ["pg", "tpo"]
+    assert all(r.status == "completed" for r in runs)
