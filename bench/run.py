@@ -1,6 +1,8 @@
 """Execute one composed configuration: build → train → records (+ W&B mirror)."""
 from __future__ import annotations
 
+import contextlib
+import fcntl
 from pathlib import Path
 from typing import Any
 
@@ -20,10 +22,21 @@ from bench.wandb_mirror import WandbMirror
 NON_IDENTITY = {"logger": None, "run": ("root", "progress", "checkpoint_every")}
 
 
+SHARED_MATCHING = "shared"
+
+
+def matching_is_shared(record: dict[str, Any]) -> bool:
+    """Prompt/interaction matching changes only single-rollout methods (batch B·K,
+    lr·√K); a grouped method's run is the same under both, so it is run once."""
+    return "matching" in record.get("env", {}) and record["algorithm"].get("candidates") != "single"
+
+
 def identity(record: dict[str, Any]) -> str:
     """Config hash over everything that can move a result (not logging/paths)."""
     ident = {k: v for k, v in record.items() if k != "logger"}
     ident["run"] = {k: v for k, v in record["run"].items() if k not in NON_IDENTITY["run"]}
+    if matching_is_shared(record):
+        ident["env"] = {**record["env"], "matching": SHARED_MATCHING}
     return config_hash(ident)
 
 
@@ -43,6 +56,24 @@ def execute(cfg: DictConfig) -> dict[str, Any]:
     ident = identity(record)
     out = run_dir(settings, ident)
     label = f"{settings.algorithm.name}-{settings.env.name}"
+    out.mkdir(parents=True, exist_ok=True)
+    with _exclusive(out / ".lock"):  # parallel jobs of one identity (shared matching) run it once
+        return _execute_locked(cfg, settings, record, ident, out, label)
+
+
+@contextlib.contextmanager
+def _exclusive(path: Path):
+    """An exclusive advisory lock on ``path`` for the duration of the block."""
+    with open(path, "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _execute_locked(cfg: DictConfig, settings: Settings, record: dict[str, Any], ident: str, out: Path,
+                    label: str) -> dict[str, Any]:
     previous = read_run(out)
     if previous is not None and previous.status == "completed" and previous.summary.get("config_hash") == ident:
         say(f"[bench] {label}: completed record found, not rerun ({out})")

@@ -218,6 +218,20 @@ def empty_runs() -> pd.DataFrame:
     return pd.DataFrame(columns=cols)
 
 
+def share_matching(tidy: pd.DataFrame) -> pd.DataFrame:
+    """Grouped methods (``algorithm.candidates`` other than ``single``) are not changed by
+    prompt/interaction matching, so the suite runs them once (see ``bench.run.identity``);
+    their rows are repeated under every ``env.matching`` value present in the frame."""
+    if "env.matching" not in tidy or "algorithm.candidates" not in tidy:
+        return tidy
+    grouped = tidy["algorithm.candidates"] != "single"
+    values = sorted(tidy["env.matching"].dropna().unique())
+    if not grouped.any() or len(values) < 2:
+        return tidy
+    copies = [tidy.loc[grouped].assign(**{"env.matching": v}) for v in values]
+    return pd.concat([tidy.loc[~grouped], *copies], ignore_index=True)
+
+
 def tidy_frame(runs: pd.DataFrame, longs: list[pd.DataFrame]) -> pd.DataFrame:
     """Concatenate per-run long frames, drop superseded runs, join the flattened config."""
     if not longs or runs.empty:
@@ -228,7 +242,7 @@ def tidy_frame(runs: pd.DataFrame, longs: list[pd.DataFrame]) -> pd.DataFrame:
     config_cols = [c for c in kept.columns if "." in c]
     meta = kept[["run_id", "experiment", "scale", "status", *config_cols]]
     tidy = long.merge(meta, on="run_id", how="inner")
-    tidy = tidy[ID_COLUMNS + config_cols]
+    tidy = share_matching(tidy[ID_COLUMNS + config_cols])
     for col in ["run_id", "experiment", "scale", "status", "metric"]:
         tidy[col] = tidy[col].astype("category")
     return tidy.reset_index(drop=True)

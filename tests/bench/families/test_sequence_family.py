@@ -224,3 +224,20 @@ def test_smoke_each_method(algorithm, reward, tmp_path):
     assert {r["seed"] for r in rows} == {0, 1} and len(rows) == 6
     assert all(math.isfinite(r[M.LOSS_TOTAL]) and 0.0 <= r[M.ERROR] <= 1.0 for r in rows)
     assert M.GRAD_NORM in rows[0] and M.diag("all_fail_frac") in rows[0]
+
+
+def test_grouped_methods_run_once_for_both_matching_modes(tmp_path):
+    """A grouped method's interaction-matched job finds the prompt-matched record and is not rerun;
+    the report shows its numbers under both matching columns."""
+    from bench.report.collect import collect
+
+    base = ["experiment=table3_terminal", "env.horizon=3", "env.batch_size=8", "env.k=4", "run.seeds=2",
+            "run.steps=3", "logger=none", f"run.root={tmp_path}"]
+    for algorithm in ("tpo", "ppo"):
+        for matching in ("prompt", "interaction"):
+            execute(compose([*base, f"algorithm={algorithm}", f"env.matching={matching}"]))
+    dirs = sorted(p.name.split("-")[0] for p in (tmp_path / "table3_terminal" / "quick").iterdir())
+    assert dirs == ["ppo", "ppo", "tpo"]
+    tidy = collect(tmp_path, "table3_terminal", "quick").tidy
+    cells = tidy.groupby(["algorithm.name", "env.matching"], observed=True).size()
+    assert set(cells.index) == {("tpo", "prompt"), ("tpo", "interaction"), ("ppo", "prompt"), ("ppo", "interaction")}
