@@ -218,18 +218,32 @@ def empty_runs() -> pd.DataFrame:
     return pd.DataFrame(columns=cols)
 
 
+_NOT_CONFIG = ("env.matching", "logger.", "run.root", "run.progress", "run.checkpoint_every")
+
+
 def share_matching(tidy: pd.DataFrame) -> pd.DataFrame:
     """Grouped methods (``algorithm.candidates`` other than ``single``) are not changed by
     prompt/interaction matching, so the suite runs them once (see ``bench.run.identity``);
-    their rows are repeated under every ``env.matching`` value present in the frame."""
+    their rows are repeated under every ``env.matching`` value present in the frame for
+    which the same configuration has no run of its own (older records may have both)."""
     if "env.matching" not in tidy or "algorithm.candidates" not in tidy:
         return tidy
-    grouped = tidy["algorithm.candidates"] != "single"
+    grouped = tidy.loc[tidy["algorithm.candidates"] != "single"]
     values = sorted(tidy["env.matching"].dropna().unique())
-    if not grouped.any() or len(values) < 2:
+    if grouped.empty or len(values) < 2:
         return tidy
-    copies = [tidy.loc[grouped].assign(**{"env.matching": v}) for v in values]
-    return pd.concat([tidy.loc[~grouped], *copies], ignore_index=True)
+    keys = [c for c in tidy.columns if "." in c and not c.startswith(_NOT_CONFIG)]
+    per_run = grouped.drop_duplicates("run_id").set_index("run_id")
+    signature = per_run[keys].apply(lambda row: "|".join(map(str, row)), axis=1)
+    present: dict[str, set] = {}
+    for run_id, sig in signature.items():
+        present.setdefault(sig, set()).add(per_run.at[run_id, "env.matching"])
+    copies = []
+    for run_id, rows in grouped.groupby("run_id", observed=True):
+        missing = [v for v in values if v not in present[signature[run_id]]]
+        copies += [rows.assign(**{"env.matching": v}) for v in missing]
+        present[signature[run_id]].update(missing)
+    return pd.concat([tidy, *copies], ignore_index=True) if copies else tidy
 
 
 def tidy_frame(runs: pd.DataFrame, longs: list[pd.DataFrame]) -> pd.DataFrame:
