@@ -9,6 +9,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from bench.records import read_metrics, read_run
 
 BIN = Path(sys.executable).parent
@@ -60,76 +62,56 @@ def test_sigkill_mid_sweep_then_rerun(tmp_path):
             assert (rs[0].path / "metrics.jsonl").stat().st_mtime_ns == finished[name]
 
 
-def test_checkpoint_resume_is_bitwise_identical(tmp_path, monkeypatch):
-    """A run interrupted at step 13 and rerun resumes from its step-9 checkpoint
-    and ends with exactly the metrics of an uninterrupted run."""
+def interrupted_and_straight(tmp_path, monkeypatch, overrides, experiment, task_cls, kill_step):
+    """Run ``overrides`` straight through, and again killed (KeyboardInterrupt) at ``kill_step``
+    then rerun; return (rerun summary, metric rows of both runs without time/ columns)."""
     from bench.cli import compose
-    from bench.families import tabular
     from bench.records import read_metrics
     from bench.run import execute
 
+    execute(compose([*overrides, f"run.root={tmp_path / 'straight'}"]))
+    real = task_cls.rollout
+
+    def dying(self, step):
+        if step == kill_step:
+            raise KeyboardInterrupt("simulated kill")
+        return real(self, step)
+
+    monkeypatch.setattr(task_cls, "rollout", dying)
+    with pytest.raises(KeyboardInterrupt):
+        execute(compose([*overrides, f"run.root={tmp_path / 'interrupted'}"]))
+    (run,) = (tmp_path / "interrupted" / experiment / "quick").iterdir()
+    assert (run / "checkpoint.pt").exists() and max(r["step"] for r in read_metrics(run)) == kill_step - 1
+    monkeypatch.setattr(task_cls, "rollout", real)
+    summary = execute(compose([*overrides, f"run.root={tmp_path / 'interrupted'}"]))
+    assert not (run / "checkpoint.pt").exists()
+    rows = [[{k: v for k, v in r.items() if not k.startswith("time/")}
+             for r in read_metrics(next((tmp_path / name / experiment / "quick").iterdir()))]
+            for name in ("interrupted", "straight")]
+    return summary, rows
+
+
+def test_checkpoint_resume_is_bitwise_identical(tmp_path, monkeypatch):
+    """A tabular run interrupted at step 13 resumes from its step-9 checkpoint and ends
+    with exactly the metrics of an uninterrupted run."""
+    from bench.families import tabular
+
     base = ["experiment=tabular_single", "algorithm=dg", "run.seeds=3", "run.steps=20", "logger=none",
             "run.checkpoint_every=5"]
-    execute(compose([*base, f"run.root={tmp_path / 'straight'}"]))
-    (straight,) = (tmp_path / "straight" / "tabular_single" / "quick").iterdir()
-
-    real_rollout = tabular.TabularSingleTask.rollout
-
-    def dying_rollout(self, step):
-        if step == 13:
-            raise KeyboardInterrupt("simulated kill")
-        return real_rollout(self, step)
-
-    monkeypatch.setattr(tabular.TabularSingleTask, "rollout", dying_rollout)
-    root = tmp_path / "interrupted"
-    try:
-        execute(compose([*base, f"run.root={root}"]))
-    except KeyboardInterrupt:
-        pass
-    (run,) = (root / "tabular_single" / "quick").iterdir()
-    assert (run / "checkpoint.pt").exists()
-    assert max(r["step"] for r in read_metrics(run)) == 12
-    monkeypatch.setattr(tabular.TabularSingleTask, "rollout", real_rollout)
-    summary = execute(compose([*base, f"run.root={root}"]))
+    summary, (resumed, straight) = interrupted_and_straight(tmp_path, monkeypatch, base, "tabular_single",
+                                                            tabular.TabularSingleTask, 13)
     assert summary["status"] == "completed" and summary["resumed_after_step"] == 9
-    assert read_metrics(run) == read_metrics(straight) or _same_but_time(read_metrics(run), read_metrics(straight))
-    assert not (run / "checkpoint.pt").exists()
-
-
-def _same_but_time(a, b):
-    strip = lambda rows: [{k: v for k, v in r.items() if not k.startswith("time/")} for r in rows]  # noqa: E731
-    assert strip(a) == strip(b)
-    return True
+    assert resumed == straight
 
 
 def test_checkpoint_resume_sequence_family_is_bitwise_identical(tmp_path, monkeypatch):
     """The generic checkpoint (stacked transformer weights, optimizer, random streams) resumes exactly."""
-    from bench.cli import compose
     from bench.families import sequence
-    from bench.records import read_metrics
-    from bench.run import execute
 
     base = ["experiment=table3_terminal", "algorithm=tpo", "env.horizon=3", "env.batch_size=8", "env.k=4",
             "run.seeds=2", "run.steps=6", "run.log_every=1", "logger=none", "run.checkpoint_every=2",
             "hydra.sweeper.params={}"]
-    execute(compose([*base, f"run.root={tmp_path / 'straight'}"]))
-    (straight,) = (tmp_path / "straight" / "table3_terminal" / "quick").iterdir()
-
-    real = sequence.SequenceTask.rollout
-
-    def dying(self, step):
-        if step == 4:
-            raise KeyboardInterrupt("simulated kill")
-        return real(self, step)
-
-    monkeypatch.setattr(sequence.SequenceTask, "rollout", dying)
-    root = tmp_path / "interrupted"
-    try:
-        execute(compose([*base, f"run.root={root}"]))
-    except KeyboardInterrupt:
-        pass
-    monkeypatch.setattr(sequence.SequenceTask, "rollout", real)
-    summary = execute(compose([*base, f"run.root={root}"]))
-    (run,) = (root / "table3_terminal" / "quick").iterdir()
+    summary, (resumed, straight) = interrupted_and_straight(tmp_path, monkeypatch, base, "table3_terminal",
+                                                            sequence.SequenceTask, 4)
     assert summary["status"] == "completed" and summary["resumed_after_step"] == 3
-    assert _same_but_time(read_metrics(run), read_metrics(straight))
+    assert resumed == straight
