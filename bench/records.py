@@ -39,6 +39,8 @@ PROVENANCE = "provenance.json"
 METRICS = "metrics.jsonl"
 SUMMARY = "summary.json"
 SUMMARY_EVERY_S = 2.0
+NON_IDENTITY = ("logger", "run.root", "run.progress", "run.checkpoint_every")
+"""Dotted config keys that do not change what a run computes: left out of its identity hash."""
 TRACKED_PACKAGES = ("torch", "numpy", "hydra-core", "omegaconf", "wandb", "pandas", "tpo-bench")
 
 

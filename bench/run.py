@@ -14,12 +14,10 @@ from bench import metrics as M
 from bench.build import build, seed_list
 from bench.loop import NonFinite, train
 from bench.progress import RunProgress, say
-from bench.records import RunWriter, config_hash, read_run
+from bench.records import NON_IDENTITY, RunWriter, config_hash, read_run
 from bench.schema import Settings, record_config, to_settings
 from bench.wandb_mirror import WandbMirror
 
-# Keys that do not change what a run computes: excluded from its identity hash.
-NON_IDENTITY = {"logger": None, "run": ("root", "progress", "checkpoint_every")}
 
 
 SHARED_MATCHING = "shared"
@@ -33,8 +31,9 @@ def matching_is_shared(record: dict[str, Any]) -> bool:
 
 def identity(record: dict[str, Any]) -> str:
     """Config hash over everything that can move a result (not logging/paths)."""
-    ident = {k: v for k, v in record.items() if k != "logger"}
-    ident["run"] = {k: v for k, v in record["run"].items() if k not in NON_IDENTITY["run"]}
+    ident = {section: {k: v for k, v in values.items() if f"{section}.{k}" not in NON_IDENTITY}
+             if isinstance(values, dict) else values
+             for section, values in record.items() if section not in NON_IDENTITY}
     if matching_is_shared(record):
         ident["env"] = {**record["env"], "matching": SHARED_MATCHING}
     return config_hash(ident)

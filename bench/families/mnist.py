@@ -39,6 +39,7 @@ from typing import Any, Callable, Optional
 import torch
 from torch import Tensor
 
+from algorithms import ops
 from algorithms.shaping import standardise_scores
 from bench import metrics as M
 from bench.families import mnist_mechanism as mech
@@ -122,20 +123,20 @@ class MnistBanditTask:
             idx = torch.stack([torch.randint(n, (self.cfg.batch_size,), generator=g) for g in self.data_gens])
             idx = idx.to(self.train_x.device)
             x, labels = self.train_x[idx], self.train_y[idx]
-            logp = torch.log_softmax(self.policy(x), -1)
+            logp = ops.log_softmax(self.policy(x), -1)
             probs = logp.exp()
             actions = sample_classes(probs, self.sample_gens)
             rewards = (actions == labels).to(logp.dtype)
             baseline = (probs * probs).sum(-1)
             logp_ref = None
             if self.uses_reference:
-                ref = logp if self.ref_params is None else torch.log_softmax(self.policy(x, self.ref_params), -1)
+                ref = logp if self.ref_params is None else ops.log_softmax(self.policy(x, self.ref_params), -1)
                 logp_ref = ref.gather(-1, actions[..., None])[..., 0]
             logged = {M.ERROR: 1.0 - rewards.mean(-1), M.REWARD: rewards.mean(-1)}
         return MnistRollout(x, labels, actions, rewards, baseline, logp, logp_ref), logged
 
     def batch_fields(self, ro: MnistRollout) -> dict[str, Tensor]:
-        return self.fields(self, ro, torch.log_softmax(self.policy(ro.x), -1))
+        return self.fields(self, ro, ops.log_softmax(self.policy(ro.x), -1))
 
     def grad_metrics(self, ro: MnistRollout) -> dict[str, Tensor]:
         return {}

@@ -71,6 +71,7 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call, vmap
 
+from algorithms.shaping import standardise_scores
 from bench import metrics as M
 from bench import rollout as R
 from bench.models.transformer import TransformerConfig, TransformerPolicy, lecun_normal_
@@ -201,13 +202,6 @@ def value_forward(p: dict[str, Tensor], prompts: Tensor, vocab: int) -> Tensor:
     x = nn.functional.one_hot(prompts, vocab).flatten(-2).to(p["value.fc1.weight"].dtype)   # [S, n, H·V]
     h = torch.tanh(x @ p["value.fc1.weight"].transpose(-1, -2) + p["value.fc1.bias"][:, None])
     return (h @ p["value.fc2.weight"].transpose(-1, -2))[..., 0] + p["value.fc2.bias"]
-
-
-def standardise(s: Tensor, eps: float = 1e-6) -> Tensor:
-    """Over the last axis: (s − mean)/std if std > eps, else s − mean (population std)."""
-    c = s - s.mean(-1, keepdim=True)
-    sd = c.pow(2).mean(-1, keepdim=True).sqrt()
-    return torch.where(sd > eps, c / sd.clamp_min(eps), c)
 
 
 # -- the rollout ------------------------------------------------------------------------------
@@ -405,7 +399,7 @@ def _token_group(task: SequenceTask, ro: SeqRollout, logp: Tensor) -> dict[str, 
 
 def _single_trajectories(task: SequenceTask, ro: SeqRollout, logp: Tensor) -> dict[str, Tensor]:
     fields = {"logp": logp, "logp_old": ro.logp_old, "rewards": ro.rewards,
-              "scores": standardise(ro.scores) if task.normalise_scores else ro.scores}
+              "scores": standardise_scores(ro.scores) if task.normalise_scores else ro.scores}
     if task.value:
         fields["values"] = value_forward(task.value, ro.prompts, task.env.vocab)
     if ro.logp_ref is not None:

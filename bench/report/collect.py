@@ -35,7 +35,7 @@ from typing import Any, Iterable, Mapping, Optional
 
 import pandas as pd
 
-from bench.records import SUMMARY, RunRecord, config_hash, find_runs, read_metrics, read_run
+from bench.records import NON_IDENTITY, SUMMARY, RunRecord, config_hash, find_runs, read_metrics, read_run
 
 ID_COLUMNS = ["run_id", "experiment", "scale", "status", "seed", "step", "metric", "value"]
 PROVENANCE_FIELDS = ("git_sha", "git_dirty", "device", "device_name", "host", "cpu_count")
@@ -218,7 +218,7 @@ def empty_runs() -> pd.DataFrame:
     return pd.DataFrame(columns=cols)
 
 
-_NOT_CONFIG = ("env.matching", "logger.", "run.root", "run.progress", "run.checkpoint_every")
+_NOT_CONFIG = ("env.matching", *NON_IDENTITY)
 
 
 def share_matching(tidy: pd.DataFrame) -> pd.DataFrame:
