@@ -100,37 +100,36 @@ def write_failed(root: Path) -> Path:
     return path
 
 
-def write_killed(root: Path) -> Path:
-    """grpo / V=2 killed mid-write: summary ``running`` and a torn last metrics line (by hand)."""
-    config = make_config("grpo", 2)
+def bare_run(root: Path, algorithm: str, vocab: int, files: dict[str, str]) -> Path:
+    """A run directory written by hand: its ``config.yaml`` plus ``files`` (name → raw text)."""
+    config = make_config(algorithm, vocab)
     path = run_dir(root, config)
     path.mkdir(parents=True)
     (path / "config.yaml").write_text(yaml.safe_dump(config))
-    (path / "provenance.json").write_text(json.dumps(pinned_provenance("2026-01-01T10:00:00+0000")))
-    (path / "summary.json").write_text(json.dumps({"status": "running", "seeds": SEEDS, "steps_done": 1,
-                                                   "config_hash": config_hash(config), "wall_time_s": 0.0}))
-    (path / "metrics.jsonl").write_text('{"step": 0, "seed": 0, "train/error": 0.9}\n{"step": 1, "se')
+    for name, text in files.items():
+        (path / name).write_text(text)
     return path
+
+
+def write_killed(root: Path) -> Path:
+    """grpo / V=2 killed mid-write: summary ``running`` and a torn last metrics line (by hand)."""
+    summary = {"status": "running", "seeds": SEEDS, "steps_done": 1,
+               "config_hash": config_hash(make_config("grpo", 2)), "wall_time_s": 0.0}
+    return bare_run(root, "grpo", 2, {
+        "provenance.json": json.dumps(pinned_provenance("2026-01-01T10:00:00+0000")),
+        "summary.json": json.dumps(summary),
+        "metrics.jsonl": '{"step": 0, "seed": 0, "train/error": 0.9}\n{"step": 1, "se'})
 
 
 def write_config_only(root: Path) -> Path:
     """grpo / V=4: killed before the first summary write."""
-    config = make_config("grpo", 4)
-    path = run_dir(root, config)
-    path.mkdir(parents=True)
-    (path / "config.yaml").write_text(yaml.safe_dump(config))
-    return path
+    return bare_run(root, "grpo", 4, {})
 
 
 def write_corrupt_summary(root: Path) -> Path:
     """pg / V=8: summary.json is not JSON."""
-    config = make_config("pg", 8)
-    path = run_dir(root, config)
-    path.mkdir(parents=True)
-    (path / "config.yaml").write_text(yaml.safe_dump(config))
-    (path / "summary.json").write_text("{not json")
-    (path / "metrics.jsonl").write_text('{"step": 0, "seed": 0, "train/error": 0.9}\n')
-    return path
+    return bare_run(root, "pg", 8, {"summary.json": "{not json",
+                                    "metrics.jsonl": '{"step": 0, "seed": 0, "train/error": 0.9}\n'})
 
 
 FIXTURE_SPECS = [
