@@ -37,6 +37,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from algorithms import ops
+
 KVCache = tuple[tuple[Tensor, Tensor], ...]
 
 
@@ -100,7 +102,7 @@ class CausalSelfAttention(nn.Module):
         allowed = k_pos[None, :] <= q_pos[:, None]                                # [T_q, T_k]
         scores = (q @ k.transpose(-1, -2)) * (1.0 / math.sqrt(self.d_head))       # [N, h, T_q, T_k]
         scores = scores.masked_fill(~allowed, float("-inf"))
-        y = torch.softmax(scores, dim=-1) @ v                                      # [N, h, T_q, d_h]
+        y = ops.softmax(scores, dim=-1) @ v                                        # [N, h, T_q, d_h]
         y = y.transpose(1, 2).reshape(x.shape[0], T_q, -1)
         return self.o(y), (k, v)
 
