@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
 import torch
 
@@ -56,11 +56,11 @@ def seed_list(settings: Settings) -> list[int]:
     return list(range(settings.run.seed0, settings.run.seed0 + settings.run.seeds))
 
 
-def build(settings: Settings) -> Built:
-    """Task, optimizer and per-seed loss for a run."""
+def build(settings: Settings, seeds: Optional[list[int]] = None) -> Built:
+    """Task, optimizer and per-seed loss for a run (``seeds``: a chunk of its seeds; default all)."""
     spec = ALGORITHMS[settings.algorithm.loss]
     env = get_env(settings.env.name)
-    task = FAMILIES[env.family](settings, seed_list(settings), spec.batch)
+    task = FAMILIES[env.family](settings, seed_list(settings) if seeds is None else list(seeds), spec.batch)
     optim_cfg = settings.optim
     lr_multiplier = getattr(task, "lr_multiplier", 1.0)  # derived by the family (e.g. interaction matching)
     if lr_multiplier != 1.0:

@@ -48,12 +48,23 @@ def load_task_state(task: Any, state: dict[str, Any]) -> None:
             g.set_state(s)
 
 
-def save(run_dir: Path, step: int, identity: str, task: Any, optimizer: torch.optim.Optimizer) -> None:
-    """Write the state after ``step`` (atomic: the old checkpoint or the new one, never a part)."""
+def save(run_dir: Path, step: int, identity: str, task: Any, optimizer: torch.optim.Optimizer,
+         chunk: int = 0, chunks: Optional[list[list[int]]] = None) -> None:
+    """Write the state after ``step`` of seed chunk ``chunk`` (of ``chunks``; see
+    :mod:`bench.batching`) — atomic: the old checkpoint or the new one, never a part."""
+    _write(run_dir, {"step": step, "identity": identity, "chunk": chunk, "chunks": chunks, "task": task_state(task),
+                     "optimizer": optimizer.state_dict(), "torch_rng": torch.get_rng_state()})
+
+
+def save_chunk_start(run_dir: Path, identity: str, chunk: int, chunks: list[list[int]]) -> None:
+    """Mark that every chunk before ``chunk`` is finished and ``chunk`` starts from step 0."""
+    _write(run_dir, {"step": -1, "identity": identity, "chunk": chunk, "chunks": chunks, "task": None})
+
+
+def _write(run_dir: Path, state: dict[str, Any]) -> None:
     path = Path(run_dir) / CHECKPOINT
     tmp = path.with_name(f".{CHECKPOINT}.{os.getpid()}.tmp")
-    torch.save({"step": step, "identity": identity, "task": task_state(task),
-                "optimizer": optimizer.state_dict(), "torch_rng": torch.get_rng_state()}, tmp)
+    torch.save(state, tmp)
     os.replace(tmp, path)
 
 
@@ -70,7 +81,10 @@ def load(run_dir: Path, identity: str) -> Optional[dict[str, Any]]:
 
 
 def restore(state: dict[str, Any], task: Any, optimizer: torch.optim.Optimizer) -> int:
-    """Load ``state`` into the task and optimizer; return the first step still to run."""
+    """Load ``state`` into the task and optimizer; return the first step still to run
+    (0 for a chunk-start mark, which carries no task state)."""
+    if state.get("task") is None:
+        return 0
     load_task_state(task, state["task"])
     optimizer.load_state_dict(state["optimizer"])
     torch.set_rng_state(state["torch_rng"])

@@ -19,6 +19,7 @@ import torch
 from torch import Tensor
 
 from bench import metrics as M
+from bench.precision import Precision, epoch_loss
 
 Metrics = dict[str, Tensor]  # name → [S] tensor (one value per seed)
 
@@ -75,24 +76,28 @@ def per_seed_grad_norm(params: list[Tensor]) -> Tensor:
 
 def train(task: Task, loss_fn: LossRunner, optimizer: torch.optim.Optimizer, *, steps: int, epochs: int,
           log_every: int, on_log: Callable[[int, Metrics], None], start_step: int = 0,
-          on_step_end: Optional[Callable[[int], None]] = None) -> int:
+          on_step_end: Optional[Callable[[int], None]] = None, precision: Precision = Precision()) -> int:
     """Run ``steps`` on-policy steps; call ``on_log(step, metrics)`` every
     ``log_every`` steps, at the last step and at every step that produced an
     ``eval/`` metric; ``on_step_end(step)`` after every step (checkpoints). Returns the number of steps done.
+    ``precision``: opt-in autocast around the rollout and the training forward, and
+    ``torch.compile`` of the per-epoch loss (:mod:`bench.precision`).
 
     Raises :class:`NonFinite` (after logging the offending step) as soon as a
     logged loss or metric is not finite.
     """
     params = task.parameters()
+    forward = epoch_loss(task, loss_fn, precision)
     t_window, since = time.perf_counter(), 0
     for step in range(start_step, steps):
         try:
-            rollout, logged = task.rollout(step)
+            with precision.autocast_context():
+                rollout, logged = task.rollout(step)
         except RuntimeError as exc:  # e.g. sampling from a NaN policy
             _raise_if_nonfinite(params, step, exc)
             raise
         for epoch in range(epochs):
-            losses, diags = loss_fn(task.batch_fields(rollout))
+            losses, diags = forward(rollout)
             optimizer.zero_grad(set_to_none=True)
             losses.sum().backward()
             if epoch == 0:

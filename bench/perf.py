@@ -1,13 +1,15 @@
 """``bench-perf``: per-step cost of the standard workloads (figures to quote, not a test).
 
-    bench-perf [--only NAME ...] [--repeats 5] [--device cpu|cuda] [--out results/perf]
+    bench-perf [--only NAME ...] [--repeats 5] [--device cpu|cuda] [--set KEY=VALUE ...] [--out results/perf]
 
 Each workload is a composed configuration (the same code path as ``bench``):
 it is built, warmed up, then timed over ``steps`` on-policy steps, ``repeats``
 times; the table gives the median and the spread (min–max) of seconds per step
 — or of the whole experiment for the ``experiment`` workloads — plus peak
 memory, device, torch version and thread count. Results are printed as a
-Markdown table and written as JSON next to it.
+Markdown table and written as JSON next to it. ``--set`` adds config overrides to
+every workload, e.g. ``--set run.autocast=bf16`` or ``--set run.compile=true``
+(the output file names carry them).
 """
 from __future__ import annotations
 
@@ -58,6 +60,8 @@ WORKLOADS: tuple[Workload, ...] = (
     *(_seq(f"terminal H=7 {a} (1 seed)", a, T3) for a in ("tpo", "grpo", "ppo", "dg")),
     *(_seq(f"bag V=2 H=10 {a} (1 seed)", a, T1) for a in ("tpo_token", "grpo_token", "ppo", "dg")),
     *(_seq(f"terminal H=7 tpo ({s} seeds)", "tpo", T3, seeds=s) for s in (4, 20)),
+    *(_seq(f"terminal H=7 {a} (20 seeds)", a, T3, seeds=20) for a in ("grpo", "ppo", "dg")),
+    *(_seq(f"bag V=2 H=10 {a} (20 seeds)", a, T1, seeds=20) for a in ("tpo_token",)),
 )
 
 
@@ -87,13 +91,16 @@ def _build(overrides: list[str]):
 def _time_steps(overrides: list[str], steps: int) -> float:
     """Seconds per on-policy step (after one warm-up step)."""
     from bench.loop import train
+    from bench.precision import configure
 
     settings, b = _build(overrides)
-    train(b.task, b.loss, b.optimizer, steps=1, epochs=b.epochs, log_every=1, on_log=lambda *a: None)
+    precision = configure(settings.run)
+    train(b.task, b.loss, b.optimizer, steps=1, epochs=b.epochs, log_every=1, on_log=lambda *a: None,
+          precision=precision)
     _sync(settings.run.device)
     t0 = time.perf_counter()
     train(b.task, b.loss, b.optimizer, steps=1 + steps, epochs=b.epochs, log_every=steps,
-          on_log=lambda *a: None, start_step=1)
+          on_log=lambda *a: None, start_step=1, precision=precision)
     _sync(settings.run.device)
     return (time.perf_counter() - t0) / steps
 
@@ -101,13 +108,14 @@ def _time_steps(overrides: list[str], steps: int) -> float:
 def _time_experiment(overrides: list[str], algorithms: tuple[str, ...]) -> float:
     """Seconds to train every algorithm of the experiment for its configured steps."""
     from bench.loop import train
+    from bench.precision import configure
 
     total = 0.0
     for algorithm in algorithms:
         settings, b = _build([*overrides, f"algorithm={algorithm}"])
         t0 = time.perf_counter()
         train(b.task, b.loss, b.optimizer, steps=settings.run.steps, epochs=b.epochs,
-              log_every=settings.run.log_every, on_log=lambda *a: None)
+              log_every=settings.run.log_every, on_log=lambda *a: None, precision=configure(settings.run))
         _sync(settings.run.device)
         total += time.perf_counter() - t0
     return total
@@ -119,12 +127,12 @@ def _sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def measure(w: Workload, repeats: int, device: str) -> Result:
+def measure(w: Workload, repeats: int, device: str, extra: tuple[str, ...] = ()) -> Result:
     """Time one workload ``repeats`` times (skipped, with the reason, if it cannot be built)."""
     import torch
 
     unit = "s/run" if w.kind == "experiment" else "s/step"
-    overrides = [*w.overrides, f"run.device={device}"]
+    overrides = [*w.overrides, f"run.device={device}", *extra]
     res = Result(w.name, unit)
     try:
         for _ in range(repeats):
@@ -143,10 +151,11 @@ def measure(w: Workload, repeats: int, device: str) -> Result:
     return res
 
 
-def environment(device: str) -> dict:
+def environment(device: str, extra: tuple[str, ...] = ()) -> dict:
     import torch
 
-    return {"device": device, "device_name": torch.cuda.get_device_name() if device.startswith("cuda")
+    return {"device": device, "overrides": list(extra),
+            "device_name": torch.cuda.get_device_name() if device.startswith("cuda")
             else (platform.processor() or platform.machine()), "cpu_count": os.cpu_count(),
             "torch": torch.__version__, "threads": torch.get_num_threads(), "python": platform.python_version(),
             "date": time.strftime("%Y-%m-%d %H:%M:%S")}
@@ -154,7 +163,8 @@ def environment(device: str) -> dict:
 
 def render(results: list[Result], env: dict) -> str:
     lines = [f"# bench-perf ({env['device']}: {env['device_name']}, {env['cpu_count']} CPUs, torch {env['torch']}, "
-             f"{env['threads']} thread(s), {env['date']})", "",
+             f"{env['threads']} thread(s), {env['date']})" + (f", overrides: {' '.join(env['overrides'])}"
+                                                             if env.get("overrides") else ""), "",
              "| workload | median | min–max | unit | repeats | peak RSS MB | peak CUDA MB |", "|---|---|---|---|---|---|---|"]
     for r in results:
         if r.skipped:
@@ -172,6 +182,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", dest="overrides",
+                    help="config overrides for every workload (e.g. run.autocast=bf16)")
     ap.add_argument("--out", type=Path, default=Path("results/perf"))
     ap.add_argument("--list", action="store_true", help="list the workloads and exit")
     args = ap.parse_args(argv)
@@ -185,12 +197,13 @@ def main(argv: Optional[list[str]] = None) -> int:
     results = []
     for w in chosen:
         print(f"[bench-perf] {w.name} ...", file=sys.stderr, flush=True)
-        results.append(measure(w, args.repeats, args.device))
-    env = environment(args.device)
+        results.append(measure(w, args.repeats, args.device, tuple(args.overrides)))
+    env = environment(args.device, tuple(args.overrides))
     text = render(results, env)
     print(text)
     args.out.mkdir(parents=True, exist_ok=True)
-    stem = args.out / f"perf-{args.device.replace(':', '')}"
+    tag = "".join(f"-{o.split('.')[-1].replace('=', '_')}" for o in args.overrides)
+    stem = args.out / f"perf-{args.device.replace(':', '')}{tag}"
     stem.with_suffix(".md").write_text(text)
     stem.with_suffix(".json").write_text(json.dumps({"environment": env, "results": [asdict(r) for r in results]},
                                                     indent=2))

@@ -39,7 +39,7 @@ PROVENANCE = "provenance.json"
 METRICS = "metrics.jsonl"
 SUMMARY = "summary.json"
 SUMMARY_EVERY_S = 2.0
-NON_IDENTITY = ("logger", "run.root", "run.progress", "run.checkpoint_every")
+NON_IDENTITY = ("logger", "run.root", "run.progress", "run.checkpoint_every", "run.seeds_per_batch")
 """Dotted config keys that do not change what a run computes: left out of its identity hash."""
 TRACKED_PACKAGES = ("torch", "numpy", "hydra-core", "omegaconf", "wandb", "pandas", "tpo-bench")
 
@@ -125,7 +125,11 @@ class RunWriter:
     ``identity`` is the config hash to record (default: hash of ``config``).
     ``resume_after=k`` continues a run from its checkpoint at step k: metric
     rows of steps ≤ k are kept, later ones (recomputed after the resume) dropped;
-    ``prior_wall_s`` is the wall time already spent before the resume.
+    ``prior_wall_s`` is the wall time already spent before the resume. A run trained in
+    chunks of seeds (:mod:`bench.batching`) resumes inside one chunk: ``finished_seeds``
+    (the seeds of the chunks already done) keep all their rows, the seeds of the
+    resumed chunk (``resume_seeds``, default: all others) keep rows of steps ≤ k, and
+    rows of any other seed are dropped.
     Leaving the ``with`` block normally marks the run ``completed``; an exception
     marks it ``failed`` (the error text is kept) and re-raises; :meth:`mark_nan`
     records a NaN stop.
@@ -134,7 +138,8 @@ class RunWriter:
     def __init__(self, run_dir: Path, config: Mapping[str, Any], seeds: Iterable[int],
                  device: str = "cpu", extra_provenance: Optional[Mapping[str, Any]] = None,
                  identity: Optional[str] = None, resume_after: Optional[int] = None,
-                 prior_wall_s: float = 0.0):
+                 prior_wall_s: float = 0.0, finished_seeds: Iterable[int] = (),
+                 resume_seeds: Optional[Iterable[int]] = None):
         self.dir = Path(run_dir)
         self.config = dict(config)
         self.seeds = [int(s) for s in seeds]
@@ -142,6 +147,8 @@ class RunWriter:
         self.extra_provenance = dict(extra_provenance or {})
         self.hash = identity or config_hash(self.config)
         self.resume_after = resume_after
+        self.finished_seeds = {int(s) for s in finished_seeds}
+        self.resume_seeds = None if resume_seeds is None else {int(s) for s in resume_seeds}
         self.prior_wall_s = float(prior_wall_s)
         self.steps_done = 0
         self.final: dict[str, float] = {}
@@ -158,7 +165,7 @@ class RunWriter:
             for stale in (METRICS, SUMMARY):
                 (self.dir / stale).unlink(missing_ok=True)
         else:  # resuming from a checkpoint: keep the rows up to it, drop the rest
-            kept = [r for r in read_metrics(self.dir) if r["step"] <= self.resume_after]
+            kept = [r for r in read_metrics(self.dir) if self._kept_on_resume(r)]
             atomic_write_text(self.dir / METRICS, "".join(json.dumps(r) + "\n" for r in kept))
             self.steps_done = self.resume_after + 1
         atomic_write_text(self.dir / CONFIG, yaml.safe_dump(self.config, sort_keys=False))
@@ -167,6 +174,12 @@ class RunWriter:
         self._write_summary()
         self._fh = open(self.dir / METRICS, "a", encoding="utf-8")
         return self
+
+    def _kept_on_resume(self, row: Mapping[str, Any]) -> bool:
+        if row.get("seed") in self.finished_seeds:
+            return True
+        in_chunk = self.resume_seeds is None or row.get("seed") in self.resume_seeds
+        return in_chunk and row["step"] <= self.resume_after
 
     def __exit__(self, exc_type, exc, tb) -> bool:
         if self._fh is not None:

@@ -4,15 +4,16 @@ from __future__ import annotations
 import contextlib
 import fcntl
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import torch
 from omegaconf import DictConfig
 
-from bench import checkpoint
+from bench import batching, checkpoint
 from bench import metrics as M
 from bench.build import build, seed_list
 from bench.loop import NonFinite, train
+from bench.precision import configure
 from bench.progress import RunProgress, say
 from bench.records import NON_IDENTITY, RunWriter, config_hash, read_run
 from bench.schema import Settings, record_config, to_settings
@@ -78,36 +79,29 @@ def _execute_locked(cfg: DictConfig, settings: Settings, record: dict[str, Any],
         say(f"[bench] {label}: completed record found, not rerun ({out})")
         return previous.summary
     torch.set_num_threads(settings.run.threads)
+    precision = configure(settings.run)
     seeds = seed_list(settings)
-    built = build(settings)
-    start, resume_after, prior_wall = _resume_point(out, ident, previous, built, settings)
+    state = _resume_state(out, ident, previous, settings)
+    chunks = state["chunks"] if state else batching.chunks(seeds, batching.seeds_per_batch(settings, len(seeds)))
+    first = state["chunk"] if state else 0
+    resume_after = state["step"] if state else None
+    prior_wall = float(previous.summary.get("wall_time_s") or 0.0) if state else 0.0
     mirror = WandbMirror(settings.logger, record, seeds, settings.experiment, settings.algorithm.name,
                          settings.env.name)
     status = "failed"
     say(f"[bench] {label}: {len(seeds)} seeds x {settings.run.steps} steps -> {out}"
-        + (f" (resuming after step {resume_after})" if resume_after is not None else ""))
+        + (f" ({len(chunks)} chunks of ≤ {len(chunks[0])} seeds)" if len(chunks) > 1 else "")
+        + (f" (resuming after step {resume_after} of chunk {first})" if state else ""))
     with RunWriter(out, record, seeds, device=settings.run.device, identity=ident, resume_after=resume_after,
-                   prior_wall_s=prior_wall) as rec, \
-            RunProgress(label, settings.run.steps, settings.run.progress) as bar:
-        def on_log(step: int, logged: dict[str, torch.Tensor]) -> None:
-            keys = list(logged)
-            table = torch.stack([logged[k].detach().float().reshape(-1).cpu() for k in keys], 1).tolist()
-            per_seed = {seed: dict(zip(keys, row)) for seed, row in zip(seeds, table)}
-            rec.log({"step": step, "seed": seed, **vals} for seed, vals in per_seed.items())
-            means = {k: sum(r[k] for r in per_seed.values()) / len(seeds) for k in keys}
-            rec.progress(step + 1, means)
-            mirror.log(step, per_seed)
-            bar.update(step, {k.split("/")[-1]: means[k] for k in (M.ERROR, M.EVAL_ERROR) if k in means})
-
-        def on_step_end(step: int) -> None:
-            every = settings.run.checkpoint_every
-            if every > 0 and (step + 1) % every == 0 and step < settings.run.steps - 1:
-                checkpoint.save(out, step, ident, built.task, built.optimizer)
-
+                   prior_wall_s=prior_wall, extra_provenance={"precision": precision.provenance(),
+                                                              "seed_chunks": chunks},
+                   finished_seeds=[s for c in chunks[:first] for s in c],
+                   resume_seeds=chunks[first] if state else None) as rec, \
+            RunProgress(label, settings.run.steps * (len(chunks) - first), settings.run.progress) as bar:
         try:
-            train(built.task, built.loss, built.optimizer, steps=settings.run.steps, epochs=built.epochs,
-                  log_every=settings.run.log_every, on_log=on_log, start_step=start,
-                  on_step_end=on_step_end if checkpoint.supports(built.task) else None)
+            for i in range(first, len(chunks)):
+                _train_chunk(settings, precision, ident, out, rec, mirror, bar, chunks, i,
+                             state if (state and i == first) else None, (i - first) * settings.run.steps)
             status = "completed"
             checkpoint.remove(out)
         except NonFinite as exc:
@@ -121,15 +115,46 @@ def _execute_locked(cfg: DictConfig, settings: Settings, record: dict[str, Any],
     return summary
 
 
-def _resume_point(out: Path, ident: str, previous: Any, built: Any, settings: Settings) -> tuple[int, Any, float]:
-    """(first step to run, step resumed after or None, wall seconds already spent).
+def _train_chunk(settings: Settings, precision: Any, ident: str, out: Path, rec: RunWriter, mirror: WandbMirror,
+                 bar: RunProgress, chunks: list[list[int]], i: int, state: Any, bar_offset: int) -> None:
+    """Build and train seed chunk ``i`` (from ``state``'s checkpoint if given), logging into ``rec``."""
+    seeds = chunks[i]
+    built = build(settings, seeds)
+    start = checkpoint.restore(state, built.task, built.optimizer) if state is not None else 0
 
-    An unfinished record of the same config with a checkpoint resumes from it;
-    anything else starts from step 0."""
-    if settings.run.checkpoint_every <= 0 or previous is None or not checkpoint.supports(built.task):
-        return 0, None, 0.0
+    def on_log(step: int, logged: dict[str, torch.Tensor]) -> None:
+        keys = list(logged)
+        table = torch.stack([logged[k].detach().float().reshape(-1).cpu() for k in keys], 1).tolist()
+        per_seed = {seed: dict(zip(keys, row)) for seed, row in zip(seeds, table)}
+        rec.log({"step": step, "seed": seed, **vals} for seed, vals in per_seed.items())
+        means = {k: sum(r[k] for r in per_seed.values()) / len(seeds) for k in keys}
+        rec.progress(step + 1, means)
+        mirror.log(step, per_seed)
+        bar.update(bar_offset + step, {k.split("/")[-1]: means[k] for k in (M.ERROR, M.EVAL_ERROR) if k in means})
+
+    def on_step_end(step: int) -> None:
+        every = settings.run.checkpoint_every
+        if every > 0 and (step + 1) % every == 0 and step < settings.run.steps - 1:
+            checkpoint.save(out, step, ident, built.task, built.optimizer, chunk=i, chunks=chunks)
+
+    train(built.task, built.loss, built.optimizer, steps=settings.run.steps, epochs=built.epochs,
+          log_every=settings.run.log_every, on_log=on_log, start_step=start,
+          on_step_end=on_step_end if checkpoint.supports(built.task) else None, precision=precision)
+    if settings.run.checkpoint_every > 0 and i + 1 < len(chunks):
+        checkpoint.save_chunk_start(out, ident, i + 1, chunks)
+
+
+def _resume_state(out: Path, ident: str, previous: Any, settings: Settings) -> Optional[dict[str, Any]]:
+    """The checkpoint an unfinished record of the same config resumes from, else None.
+
+    Its ``chunk``/``chunks`` say which seed chunk to continue (a checkpoint written
+    before chunking existed counts as chunk 0 of one chunk of all seeds)."""
+    if settings.run.checkpoint_every <= 0 or previous is None:
+        return None
     state = checkpoint.load(out, ident)
     if state is None:
-        return 0, None, 0.0
-    start = checkpoint.restore(state, built.task, built.optimizer)
-    return start, start - 1, float(previous.summary.get("wall_time_s") or 0.0)
+        return None
+    state.setdefault("chunk", 0)
+    if not state.get("chunks"):
+        state["chunks"] = [seed_list(settings)]
+    return state

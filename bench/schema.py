@@ -64,6 +64,10 @@ class RunConfig:
     root: str = "runs"        # records go to <root>/<experiment>/<scale>/<run>/
     progress: bool = True     # progress bar (auto-silent when stdout is not a terminal)
     checkpoint_every: int = 0  # save task/optimizer/RNG state every N steps (0: off); reruns resume from it
+    seeds_per_batch: int = 0  # seeds trained together in one batch; 0: auto (all that fit in memory)
+    autocast: str = "none"    # opt-in: "bf16" runs rollouts and training forwards under torch.autocast
+    tf32: bool = False        # opt-in, CUDA only: TF32 matrix products
+    compile: bool = False     # opt-in: torch.compile the per-epoch loss (training forward + loss)
 
 
 @dataclass(frozen=True)
@@ -284,6 +288,11 @@ def to_settings(cfg: DictConfig) -> Settings:
     algorithm = OmegaConf.to_object(algo_node)
     if algorithm.candidates not in CANDIDATES:
         raise ConfigError(f"algorithm.candidates={algorithm.candidates!r}; valid: {', '.join(CANDIDATES)}")
+    from bench.precision import AUTOCAST_DTYPES
+    if cfg.run.autocast not in AUTOCAST_DTYPES:
+        raise ConfigError(f"run.autocast={cfg.run.autocast!r}; valid: {', '.join(AUTOCAST_DTYPES)}")
+    if cfg.run.seeds_per_batch < 0:
+        raise ConfigError(f"run.seeds_per_batch={cfg.run.seeds_per_batch}; give a positive number or 0 (auto)")
     params_cls = ALGORITHMS[loss_key].params
     loss_params = params_cls(**{f.name: getattr(algorithm, f.name) for f in dataclasses.fields(params_cls)})
     return Settings(experiment=cfg.experiment, scale=cfg.scale, algorithm=algorithm, loss_params=loss_params,
