@@ -31,6 +31,8 @@ from typing import Callable, NamedTuple, Optional
 import torch
 from torch import Tensor
 
+from bench.seeding import to_device
+
 LogitsFn = Callable[[Tensor], Tensor]
 
 
@@ -51,7 +53,7 @@ class TokenCandidates(NamedTuple):
 
 def gumbel_noise(shape: tuple[int, ...], generator: torch.Generator, device: torch.device) -> Tensor:
     """Standard Gumbel noise −log(−log U), U ~ U(0, 1) drawn on the generator's device, moved to ``device``."""
-    u = torch.rand(shape, generator=generator, device=generator.device).to(device)
+    u = to_device(torch.rand(shape, generator=generator, device=generator.device), device)
     tiny = torch.finfo(u.dtype).tiny
     return -torch.log(-torch.log(u.clamp(min=tiny)))
 

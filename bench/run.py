@@ -86,6 +86,7 @@ def _execute_locked(cfg: DictConfig, settings: Settings, record: dict[str, Any],
     first = state["chunk"] if state else 0
     resume_after = state["step"] if state else None
     prior_wall = float(previous.summary.get("wall_time_s") or 0.0) if state else 0.0
+    built = build(settings, chunks[first])   # bad input (e.g. missing data) fails here, before any record
     mirror = WandbMirror(settings.logger, record, seeds, settings.experiment, settings.algorithm.name,
                          settings.env.name)
     status = "failed"
@@ -101,6 +102,7 @@ def _execute_locked(cfg: DictConfig, settings: Settings, record: dict[str, Any],
         try:
             for i in range(first, len(chunks)):
                 _train_chunk(settings, precision, ident, out, rec, mirror, bar, chunks, i,
+                             built if i == first else build(settings, chunks[i]),
                              state if (state and i == first) else None, (i - first) * settings.run.steps)
             status = "completed"
             checkpoint.remove(out)
@@ -116,10 +118,9 @@ def _execute_locked(cfg: DictConfig, settings: Settings, record: dict[str, Any],
 
 
 def _train_chunk(settings: Settings, precision: Any, ident: str, out: Path, rec: RunWriter, mirror: WandbMirror,
-                 bar: RunProgress, chunks: list[list[int]], i: int, state: Any, bar_offset: int) -> None:
-    """Build and train seed chunk ``i`` (from ``state``'s checkpoint if given), logging into ``rec``."""
+                 bar: RunProgress, chunks: list[list[int]], i: int, built: Any, state: Any, bar_offset: int) -> None:
+    """Train seed chunk ``i`` (``built`` for its seeds; from ``state``'s checkpoint if given), logging into ``rec``."""
     seeds = chunks[i]
-    built = build(settings, seeds)
     start = checkpoint.restore(state, built.task, built.optimizer) if state is not None else 0
 
     def on_log(step: int, logged: dict[str, torch.Tensor]) -> None:

@@ -53,9 +53,9 @@ def init_multi(cfg: TabularMultiConfig, generators: list[torch.Generator], devic
 
 
 def sample_arms(probs: Tensor, batch_size: int, generators: list[torch.Generator]) -> Tensor:
-    """Arms [S, B] drawn i.i.d. from ``probs`` [S, A], seed s from ``generators[s]``."""
-    draws = [torch.multinomial(p.cpu(), batch_size, replacement=True, generator=g) for p, g in zip(probs, generators)]
-    return torch.stack(draws).to(probs.device)
+    """Arms [S, B] drawn i.i.d. from ``probs`` [S, A], seed s from ``generators[s]`` (on ``probs``' device)."""
+    draws = [torch.multinomial(p, batch_size, replacement=True, generator=g) for p, g in zip(probs, generators)]
+    return torch.stack(draws)
 
 
 def centred_reward(arms: Tensor, correct: int, baseline: float) -> Tensor:

@@ -45,7 +45,7 @@ from bench import metrics as M
 from bench.families import mnist_mechanism as mech
 from bench.models.mlp import StackedMlp
 from bench.progress import say
-from bench.seeding import generators
+from bench.seeding import generators, to_device
 from envs.mnist import MnistNotFound, load_mnist, resolve_source, to_tensors
 
 N_CLASSES = 10
@@ -67,7 +67,7 @@ class MnistRollout:
 
 def sample_classes(probs: Tensor, gens: list[torch.Generator]) -> Tensor:
     """One class per row of probs [S, B, K] by inverse CDF, seed s drawing its B uniforms from gens[s]."""
-    u = torch.stack([torch.rand(probs.shape[1], generator=g) for g in gens]).to(probs.device)
+    u = to_device(torch.stack([torch.rand(probs.shape[1], generator=g) for g in gens]), probs.device)
     cdf = probs.cumsum(-1)
     a = (cdf < (u * cdf[..., -1])[..., None]).sum(-1)
     return a.clamp_max(probs.shape[-1] - 1)
@@ -121,7 +121,7 @@ class MnistBanditTask:
         with torch.no_grad():
             n = self.train_x.shape[0]
             idx = torch.stack([torch.randint(n, (self.cfg.batch_size,), generator=g) for g in self.data_gens])
-            idx = idx.to(self.train_x.device)
+            idx = to_device(idx, self.train_x.device)
             x, labels = self.train_x[idx], self.train_y[idx]
             logp = ops.log_softmax(self.policy(x), -1)
             probs = logp.exp()

@@ -75,7 +75,7 @@ from algorithms.shaping import standardise_scores
 from bench import metrics as M
 from bench import rollout as R
 from bench.models.transformer import TransformerConfig, TransformerPolicy, lecun_normal_
-from bench.seeding import generators
+from bench.seeding import generators, to_device
 from envs.reversal import ReversalConfig, ReversalTask
 
 GROUPED = ("sampled", "token")
@@ -288,7 +288,8 @@ class SequenceTask:
     # -- randomness -----------------------------------------------------------------------------
     def draw_prompts(self) -> Tensor:
         """[S, n, H] prompts, seed s from its own "prompts" stream."""
-        return torch.stack([self.task.sample_prompts(g, self.n_prompts, self.device) for g in self.prompt_gens])
+        return to_device(torch.stack([self.task.sample_prompts(g, self.n_prompts) for g in self.prompt_gens]),
+                         self.device)
 
     def noise(self, shape: tuple[int, ...]) -> Tensor:
         """[S·shape[0], ...] Gumbel noise of one rollout, seed-major, seed s from its "sample" stream."""

@@ -62,7 +62,7 @@ class TabularSingleTask:
                  device: str = "cpu"):
         self.cfg, self.seeds = cfg, list(seeds)
         self.z = tab.init_single(cfg, len(seeds), device).requires_grad_(True)
-        self.gens = generators(self.seeds, "sample")
+        self.gens = generators(self.seeds, "sample", device)   # on the run's device: no host round trip
         self.fields = _SINGLE_BUILDERS[(batch_kind, candidates if batch_kind == "group" else "single")]
 
     def parameters(self) -> list[Tensor]:
