@@ -49,6 +49,7 @@ def _seq(name: str, algorithm: str, setting: tuple[str, ...], seeds: int = 1, st
 
 T3 = ("env.horizon=7", "env.matching=prompt")   # Table 3 setting: H=7, B=100, K=8, V=2, terminal reward
 T1 = ("env.vocab=2", "env.horizon=10")          # Table 1 setting: V=2, H=10, bag reward, token candidates
+T1_H7 = ("env.vocab=2", "env.horizon=7")
 
 WORKLOADS: tuple[Workload, ...] = (
     Workload("tabular_single paper (4 algos x 100 seeds x 150 steps)", ("experiment=tabular_single", "scale=paper"),
@@ -62,6 +63,8 @@ WORKLOADS: tuple[Workload, ...] = (
     *(_seq(f"terminal H=7 tpo ({s} seeds)", "tpo", T3, seeds=s) for s in (4, 20)),
     *(_seq(f"terminal H=7 {a} (20 seeds)", a, T3, seeds=20) for a in ("grpo", "ppo", "dg")),
     *(_seq(f"bag V=2 H=10 {a} (20 seeds)", a, T1, seeds=20) for a in ("tpo_token",)),
+    # TPO_token needs a dense reward: at the Table 3 shape (H=7, B=100, K=8) it runs with the bag reward
+    *(_seq(f"bag V=2 H=7 tpo_token ({s} seed{'s' if s > 1 else ''})", "tpo_token", T1_H7, seeds=s) for s in (1, 20)),
 )
 
 

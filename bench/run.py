@@ -101,9 +101,10 @@ def _execute_locked(cfg: DictConfig, settings: Settings, record: dict[str, Any],
             RunProgress(label, settings.run.steps * (len(chunks) - first), settings.run.progress) as bar:
         try:
             for i in range(first, len(chunks)):
-                _train_chunk(settings, precision, ident, out, rec, mirror, bar, chunks, i,
-                             built if i == first else build(settings, chunks[i]),
+                built = built or build(settings, chunks[i])
+                _train_chunk(settings, precision, ident, out, rec, mirror, bar, chunks, i, built,
                              state if (state and i == first) else None, (i - first) * settings.run.steps)
+                built = None   # free this chunk's tensors before the next chunk is built
             status = "completed"
             checkpoint.remove(out)
         except NonFinite as exc:
