@@ -6,7 +6,8 @@ Each workload is a composed configuration (the same code path as ``bench``):
 it is built, warmed up, then timed over ``steps`` on-policy steps, ``repeats``
 times; the table gives the median and the spread (min–max) of seconds per step
 — or of the whole experiment for the ``experiment`` workloads — plus peak
-memory, device, torch version and thread count. Results are printed as a
+memory, device, torch version and thread count. Each workload runs in its own
+spawned process (``--in-process`` to share one), so its peak memory is its own. Results are printed as a
 Markdown table and written as JSON next to it. ``--set`` adds config overrides to
 every workload, e.g. ``--set run.autocast=bf16`` or ``--set run.compile=true``
 (the output file names carry them).
@@ -154,6 +155,22 @@ def measure(w: Workload, repeats: int, device: str, extra: tuple[str, ...] = ())
     return res
 
 
+def _measure_with_threads(w: Workload, repeats: int, device: str, extra: tuple[str, ...], threads: int) -> Result:
+    import torch
+
+    torch.set_num_threads(threads)
+    return measure(w, repeats, device, extra)
+
+
+def _in_child(job: tuple) -> Result:
+    """:func:`measure` in a fresh (spawned) process, so that its peak RSS / CUDA memory is its own."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return pool.submit(_measure_with_threads, *job).result()
+
+
 def environment(device: str, extra: tuple[str, ...] = ()) -> dict:
     import torch
 
@@ -189,6 +206,8 @@ def main(argv: Optional[list[str]] = None) -> int:
                     help="config overrides for every workload (e.g. run.autocast=bf16)")
     ap.add_argument("--out", type=Path, default=Path("results/perf"))
     ap.add_argument("--list", action="store_true", help="list the workloads and exit")
+    ap.add_argument("--in-process", action="store_true",
+                    help="run every workload in this process (faster start; peak memory is then cumulative)")
     args = ap.parse_args(argv)
     if args.list:
         print("\n".join(w.name for w in WORKLOADS))
@@ -200,7 +219,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     results = []
     for w in chosen:
         print(f"[bench-perf] {w.name} ...", file=sys.stderr, flush=True)
-        results.append(measure(w, args.repeats, args.device, tuple(args.overrides)))
+        job = (w, args.repeats, args.device, tuple(args.overrides), args.threads)
+        results.append(_measure_with_threads(*job) if args.in_process else _in_child(job))
     env = environment(args.device, tuple(args.overrides))
     text = render(results, env)
     print(text)
