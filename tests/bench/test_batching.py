@@ -74,25 +74,12 @@ def test_auto_mode_splits_when_memory_is_short(tmp_path, monkeypatch):
     assert len(rows) == len(read_metrics(run)) == 5 * 12     # every (step, seed) once
 
 
-def test_kill_inside_second_chunk_resumes_without_loss_or_duplicates(tmp_path, monkeypatch):
+def test_kill_inside_second_chunk_resumes_without_loss_or_duplicates(interrupt_and_rerun):
     from bench.families import tabular
 
     base = [*TABULAR, "run.seeds_per_batch=2", "run.checkpoint_every=4"]
-    execute(compose([*base, f"run.root={tmp_path / 'straight'}"]))
-    real, calls = tabular.TabularSingleTask.rollout, {"n": 0}
-
-    def dying(self, step):
-        calls["n"] += 1
-        if calls["n"] == 12 + 10:        # chunk [2, 3], step 9: its step-7 checkpoint survives
-            raise KeyboardInterrupt("simulated kill")
-        return real(self, step)
-
-    monkeypatch.setattr(tabular.TabularSingleTask, "rollout", dying)
-    with pytest.raises(KeyboardInterrupt):
-        execute(compose([*base, f"run.root={tmp_path / 'killed'}"]))
-    monkeypatch.setattr(tabular.TabularSingleTask, "rollout", real)
-    summary = execute(compose([*base, f"run.root={tmp_path / 'killed'}"]))
+    # killed the 2nd time a rollout reaches step 9: in chunk [2, 3], whose step-7 checkpoint survives
+    summary, run, _, resumed, straight = interrupt_and_rerun(base, "tabular_single", tabular.TabularSingleTask, 9,
+                                                             occurrence=2)
     assert summary["status"] == "completed" and summary["resumed_after_step"] == 7
-    run, resumed = _rows(tmp_path / "killed", "tabular_single")
-    _, straight = _rows(tmp_path / "straight", "tabular_single")
     assert len(read_metrics(run)) == 5 * 12 and resumed == straight

@@ -9,7 +9,6 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
 
 from bench.records import read_metrics, read_run
 
@@ -62,56 +61,35 @@ def test_sigkill_mid_sweep_then_rerun(tmp_path):
             assert (rs[0].path / "metrics.jsonl").stat().st_mtime_ns == finished[name]
 
 
-def interrupted_and_straight(tmp_path, monkeypatch, overrides, experiment, task_cls, kill_step):
-    """Run ``overrides`` straight through, and again killed (KeyboardInterrupt) at ``kill_step``
-    then rerun; return (rerun summary, metric rows of both runs without time/ columns)."""
-    from bench.cli import compose
-    from bench.records import read_metrics
-    from bench.run import execute
-
-    execute(compose([*overrides, f"run.root={tmp_path / 'straight'}"]))
-    real = task_cls.rollout
-
-    def dying(self, step):
-        if step == kill_step:
-            raise KeyboardInterrupt("simulated kill")
-        return real(self, step)
-
-    monkeypatch.setattr(task_cls, "rollout", dying)
-    with pytest.raises(KeyboardInterrupt):
-        execute(compose([*overrides, f"run.root={tmp_path / 'interrupted'}"]))
-    (run,) = (tmp_path / "interrupted" / experiment / "quick").iterdir()
-    assert (run / "checkpoint.pt").exists() and max(r["step"] for r in read_metrics(run)) == kill_step - 1
-    monkeypatch.setattr(task_cls, "rollout", real)
-    summary = execute(compose([*overrides, f"run.root={tmp_path / 'interrupted'}"]))
+def _resumed_from_checkpoint(interrupt_and_rerun, base, experiment, task_cls, kill_step):
+    """Kill at ``kill_step``: the checkpoint is there and no row is past the kill; the rerun removes it."""
+    summary, run, killed, resumed, straight = interrupt_and_rerun(base, experiment, task_cls, kill_step)
+    assert max(r["step"] for r in killed) == kill_step - 1
     assert not (run / "checkpoint.pt").exists()
-    rows = [[{k: v for k, v in r.items() if not k.startswith("time/")}
-             for r in read_metrics(next((tmp_path / name / experiment / "quick").iterdir()))]
-            for name in ("interrupted", "straight")]
-    return summary, rows
+    return summary, (resumed, straight)
 
 
-def test_checkpoint_resume_is_bitwise_identical(tmp_path, monkeypatch):
+def test_checkpoint_resume_is_bitwise_identical(interrupt_and_rerun):
     """A tabular run interrupted at step 13 resumes from its step-9 checkpoint and ends
     with exactly the metrics of an uninterrupted run."""
     from bench.families import tabular
 
     base = ["experiment=tabular_single", "algorithm=dg", "run.seeds=3", "run.steps=20", "logger=none",
             "run.checkpoint_every=5"]
-    summary, (resumed, straight) = interrupted_and_straight(tmp_path, monkeypatch, base, "tabular_single",
+    summary, (resumed, straight) = _resumed_from_checkpoint(interrupt_and_rerun, base, "tabular_single",
                                                             tabular.TabularSingleTask, 13)
     assert summary["status"] == "completed" and summary["resumed_after_step"] == 9
     assert resumed == straight
 
 
-def test_checkpoint_resume_sequence_family_is_bitwise_identical(tmp_path, monkeypatch):
+def test_checkpoint_resume_sequence_family_is_bitwise_identical(interrupt_and_rerun):
     """The generic checkpoint (stacked transformer weights, optimizer, random streams) resumes exactly."""
     from bench.families import sequence
 
     base = ["experiment=table3_terminal", "algorithm=tpo", "env.horizon=3", "env.batch_size=8", "env.k=4",
             "run.seeds=2", "run.steps=6", "run.log_every=1", "logger=none", "run.checkpoint_every=2",
             "hydra.sweeper.params={}"]
-    summary, (resumed, straight) = interrupted_and_straight(tmp_path, monkeypatch, base, "table3_terminal",
+    summary, (resumed, straight) = _resumed_from_checkpoint(interrupt_and_rerun, base, "table3_terminal",
                                                             sequence.SequenceTask, 4)
     assert summary["status"] == "completed" and summary["resumed_after_step"] == 3
     assert resumed == straight

@@ -276,27 +276,12 @@ def test_missing_data_is_a_one_line_error_with_exit_code_2(tmp_path):
     assert str(empty) in lines[0] and "Traceback" not in out.stdout + out.stderr
 
 
-def test_checkpoint_resume_is_bitwise_identical(data_dir, tmp_path, monkeypatch):
+def test_checkpoint_resume_is_bitwise_identical(data_dir, interrupt_and_rerun):
     """A run interrupted at step 7 resumes from its step-5 checkpoint and matches an uninterrupted run."""
     from bench.families import mnist as fam
-    from bench.records import read_metrics
 
     base = overrides(data_dir, "algorithm=dro_v", "run.seeds=2", "run.steps=10", "run.checkpoint_every=3",
                      "hydra.sweeper.params={}")
-    execute(compose([*base, f"run.root={tmp_path / 'a'}"]))
-    real = fam.MnistBanditTask.rollout
-
-    def dying(self, step):
-        if step == 7:
-            raise KeyboardInterrupt
-        return real(self, step)
-
-    monkeypatch.setattr(fam.MnistBanditTask, "rollout", dying)
-    with pytest.raises(KeyboardInterrupt):
-        execute(compose([*base, f"run.root={tmp_path / 'b'}"]))
-    monkeypatch.setattr(fam.MnistBanditTask, "rollout", real)
-    summary = execute(compose([*base, f"run.root={tmp_path / 'b'}"]))
+    summary, _, _, resumed, straight = interrupt_and_rerun(base, "mnist", fam.MnistBanditTask, 7)
     assert summary["status"] == "completed" and summary["resumed_after_step"] == 5
-    rows = {k: [{m: v for m, v in r.items() if not m.startswith("time/")}
-                for r in read_metrics(next((tmp_path / k / "mnist" / "quick").iterdir()))] for k in "ab"}
-    assert rows["a"] == rows["b"]
+    assert resumed == straight
