@@ -61,12 +61,8 @@ class Precision:
 
 
 def configure(run: Any) -> Precision:
-    """Validate ``run.autocast``/``run.tf32``/``run.compile`` and apply the global TF32 flags.
-
-    Raises ``ValueError`` naming the valid choices for an unknown autocast dtype.
-    """
-    if run.autocast not in AUTOCAST_DTYPES:
-        raise ValueError(f"run.autocast={run.autocast!r}; valid: {', '.join(AUTOCAST_DTYPES)}")
+    """The :class:`Precision` of typed run settings (``run.autocast`` is validated against
+    :data:`AUTOCAST_DTYPES` when the config is turned into settings); applies the global TF32 flags."""
     p = Precision(device=run.device, autocast=run.autocast, tf32=bool(run.tf32), compile=bool(run.compile))
     if p.device_type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = p.tf32

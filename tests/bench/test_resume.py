@@ -9,7 +9,6 @@ import sys
 import time
 from pathlib import Path
 
-
 from bench.records import read_metrics, read_run
 
 BIN = Path(sys.executable).parent
