@@ -182,10 +182,12 @@ class TransformerPolicy(nn.Module):
     def parameter_roles(self) -> dict[str, str]:
         """Name → role for optimizer splits.
 
-        Roles: ``attention`` (q/k/v/o weights), ``ffn`` (fc1/fc2 weights),
-        ``head`` (head weight), ``embedding`` (token and position tables, laid
-        out [in, out] = [V or 2H, d]), ``norm`` (LayerNorm scale/bias),
-        ``bias`` (linear biases).
+        Roles: ``attention`` (q/k/v/o weights), ``attention_bias`` (q/k/v
+        biases: [heads, head_dim] matrices in the reference, see
+        :meth:`parameter_views`), ``ffn`` (fc1/fc2 weights), ``head`` (head
+        weight), ``embedding`` (token and position tables, laid out [in, out]
+        = [V or 2H, d]), ``norm`` (LayerNorm scale/bias), ``bias`` (the other
+        linear biases: attention out, FFN, head).
         """
         linear_role = {CausalSelfAttention: "attention", FeedForward: "ffn", TransformerPolicy: "head"}
         roles: dict[str, str] = {"tok_emb.weight": "embedding", "pos_emb": "embedding"}
@@ -194,11 +196,20 @@ class TransformerPolicy(nn.Module):
             for cname, child in module.named_children():
                 if isinstance(child, nn.Linear):
                     roles[f"{prefix}{cname}.weight"] = linear_role[type(module)]
-                    roles[f"{prefix}{cname}.bias"] = "bias"
+                    qkv = isinstance(module, CausalSelfAttention) and cname in ("q", "k", "v")
+                    roles[f"{prefix}{cname}.bias"] = "attention_bias" if qkv else "bias"
                 elif isinstance(child, nn.LayerNorm):
                     roles[f"{prefix}{cname}.weight"] = "norm"
                     roles[f"{prefix}{cname}.bias"] = "norm"
         return roles
+
+    def parameter_views(self) -> dict[str, tuple[int, int]]:
+        """Name → (heads, head_dim) for the q/k/v biases: the reference (Flax DenseGeneral) stores each
+        as a [heads, head_dim] matrix, torch as the flat d_model vector (output feature h·head_dim + j
+        is head h, entry j, as in :meth:`CausalSelfAttention._heads`)."""
+        d_head = self.config.d_model // self.config.n_heads
+        return {f"blocks.{i}.attn.{n}.bias": (self.config.n_heads, d_head)
+                for i in range(len(self.blocks)) for n in ("q", "k", "v")}
 
     # ------------------------------------------------------------------ forward passes
 

@@ -1,44 +1,76 @@
 """Muon: momentum + Newton–Schulz orthogonalisation for matrix parameters.
 
-For a matrix parameter W with gradient G (trailing two dims; leading dims, if
-any, are independent matrices, e.g. stacked seeds), each step does
+The TPO paper's reference implementation (JAX) optimises its matrices with
+``optax.contrib.muon``; the default here follows that optimizer's update
+(optax 0.2.5 to 0.2.8, i.e. June 2025 to March 2026, whose Muon step is the
+same in all four releases) up to float round-off (see docs/paper-map.md §5
+and §7). For a matrix parameter W with gradient G at step t = 1, 2, …
 
-    m ← μ m + (1 − μ) G                      (EMA momentum buffer, m_0 = 0)
-    u = μ m + (1 − μ) G                      (Nesterov look-ahead)
-    O = NS_s(u)                              (≈ U Vᵀ for u = U Σ Vᵀ)
-    W ← W − lr · sqrt(max(1, fan_out/fan_in)) · O
+    m_t = μ m_{t−1} + (1 − μ) G_t                                  (EMA momentum, m_0 = 0)
+    u_t = μ · m_t / (1 − μ^{t+1}) + (1 − μ) · G_t / (1 − μ^t)      (Nesterov, bias-corrected)
+        = m_t / (1 − μ^t)                                          (without Nesterov)
+    O_t = NS_s(u_t)                                                (≈ U Vᵀ for u_t = U Σ Vᵀ)
+    W  ← W − lr · sqrt(max(1, fan_out/fan_in)) · O_t
 
-NS_s: X_0 = u / (‖u‖_F + ε) (so every singular value ≤ 1); work on the wide
-orientation (transpose when rows > cols, so X Xᵀ is the smaller Gram matrix);
-then s times  A = X Xᵀ,  X ← a X + (b A + c A²) X  with (a, b, c) =
-(3.4445, −4.7750, 2.0315). On each singular value σ this is the odd quintic
+NS_s (Newton–Schulz, ``newton_schulz``): normalise X_0 = u / (‖u‖_F + ε) so
+that every singular value is ≤ 1, work on the wide orientation (transpose
+when rows > cols, so X Xᵀ is the smaller Gram matrix), then s times
+A = X Xᵀ, X ← a X + (b A + c A²) X with (a, b, c) = (3.4445, −4.7750, 2.0315),
+and transpose back. On each singular value σ this is the odd quintic
 φ(σ) = aσ + bσ³ + cσ⁵; its steep slope at 0 inflates small σ and it oscillates
-around 1, so after 5 steps the singular values lie roughly in [0.7, 1.2]
-rather than exactly at 1.
+around 1, so after 5 steps the singular values lie roughly in [0.7, 1.2].
+Because φ is odd, NS(Xᵀ) = NS(X)ᵀ: the orientation of the stored matrix
+changes only round-off, so a torch Linear weight [out, in] gets the transpose
+of the update that a Flax kernel [in, out] gets.
 
-The EMA form differs from the "sum" form (m ← μ m + G) only by the factor
-(1 − μ), which the Frobenius normalisation removes, so both give the same
-update. Defaults: lr 1e-3, μ = 0.95, Nesterov, 5 steps, no weight decay.
+ε matters only when ‖u‖_F is not large against it: with gradient entries
+of order 1e-7 (a solved policy) ‖u‖_F is itself ~1e-6, X_0 shrinks by the
+factor ‖u‖_F / (‖u‖_F + ε), and the quintic, which does not bring small
+singular values to ~1 in 5 steps, passes part of that shrinkage on to O_t
+(ε = 1e-7 against 1e-8 changes the update by several per cent there).
 
-fan_in/fan_out: a torch Linear weight is laid out [out, in] (``layout="out_in"``,
-fan_out = rows); an embedding table [V, d] acts as a map from a one-hot V-vector
-to d, i.e. [in, out] (``layout="in_out"``, fan_out = cols). Set ``layout`` per
-param group.
+Which parameters: optax.contrib.muon (without weight-dimension numbers)
+sends every 2-D parameter to this update and every other one to AdamW with
+Nesterov momentum, the same ε and no weight decay
+(:class:`bench.optim.adamw_nesterov.AdamWNesterov`); the named splits of
+:mod:`bench.optim.split` reproduce that labelling for the reference's shapes.
+
+Legacy variant (``bias_correction=False, eps=1e-7``, the suite's earlier
+default): u_t = μ m_t + (1 − μ) G_t (Nesterov) or m_t, and ε = 1e-7. Without
+bias correction the relative weight of m_t against G_t differs from the
+default by (1 − μ^t)/(1 − μ^{t+1}), which tends to 1 as t grows.
+
+fan_in/fan_out: optax reads a 2-D parameter as [fan_in, fan_out] (reduction
+axis 0, output axis 1), Flax's kernel layout. A torch Linear weight is laid
+out [out, in] (``layout="out_in"``: fan_out = rows); an embedding table [V, d]
+maps a one-hot V-vector to d, i.e. [in, out] (``layout="in_out"``: fan_out =
+cols). Set ``layout`` per param group.
+
+Matrix views (``view=(r, c)`` per param group): the last axis (length r·c) is
+read as an r × c matrix, e.g. a q/k/v bias of length d_model as the
+reference's [heads, head_dim] matrix; leading axes (stacked seeds) stay batch
+axes. Without a view the trailing two axes are the matrix and any leading
+axes are independent matrices (optax's batch axes, mapped with vmap there).
+
+Defaults: lr 1e-3, μ = 0.95, Nesterov, 5 steps, ε = 1e-8, bias correction on,
+no weight decay.
 """
 from __future__ import annotations
 
 import math
-from typing import Iterable, Sequence
+from typing import Iterable, Optional, Sequence
 
 import torch
 from torch import Tensor
 
 NS_COEFFS = (3.4445, -4.7750, 2.0315)
 LAYOUTS = ("out_in", "in_out")
+EPS = 1e-8          # optax.contrib.muon's eps
+LEGACY_EPS = 1e-7   # the suite's earlier Muon eps (with bias_correction=False)
 
 
-def newton_schulz(g: Tensor, steps: int = 5, coeffs: Sequence[float] = NS_COEFFS, eps: float = 1e-7) -> Tensor:
-    """Approximate orthogonalisation U Vᵀ of g [..., m, n] (see module docstring)."""
+def newton_schulz(g: Tensor, steps: int = 5, coeffs: Sequence[float] = NS_COEFFS, eps: float = EPS) -> Tensor:
+    """Approximate orthogonalisation U Vᵀ of g [..., m, n] → [..., m, n] (module docstring: NS_s)."""
     a, b, c = coeffs
     x = g / (torch.linalg.matrix_norm(g, keepdim=True) + eps)
     tall = g.shape[-2] > g.shape[-1]
@@ -57,40 +89,81 @@ def muon_scale(shape: Sequence[int], layout: str = "out_in") -> float:
     return math.sqrt(max(1.0, fan_out / fan_in))
 
 
-class Muon(torch.optim.Optimizer):
-    """Muon for matrix parameters (ndim ≥ 2; the trailing two dims are the matrix).
+def matrix_shape(param_shape: Sequence[int], view: Optional[Sequence[int]] = None) -> tuple[int, int]:
+    """The (rows, cols) Muon orthogonalises for a parameter: ``view`` if given, else the trailing two axes."""
+    return (int(view[0]), int(view[1])) if view is not None else (param_shape[-2], param_shape[-1])
 
-    Group options: lr (1e-3), momentum μ (0.95), nesterov (True), ns_steps (5),
-    ns_coeffs ((3.4445, −4.7750, 2.0315)), layout ("out_in" | "in_out").
+
+class Muon(torch.optim.Optimizer):
+    """Muon for matrix parameters (see the module docstring for the exact update).
+
+    Group options: lr (1e-3), momentum μ (0.95, in [0, 1)), nesterov (True),
+    ns_steps (5), ns_coeffs ((3.4445, −4.7750, 2.0315)), eps (1e-8, > 0),
+    bias_correction (True), layout ("out_in" | "in_out"), view (None or
+    (rows, cols): read the last axis as that matrix).
+
+    Raises ValueError (one line) for an unknown layout, μ outside [0, 1),
+    eps ≤ 0, or a parameter that is not a matrix (ndim < 2 without a view,
+    last axis ≠ rows·cols with one).
     """
 
     def __init__(self, params: Iterable, lr: float = 1e-3, momentum: float = 0.95, nesterov: bool = True,
-                 ns_steps: int = 5, ns_coeffs: Sequence[float] = NS_COEFFS, layout: str = "out_in") -> None:
-        if layout not in LAYOUTS:
-            raise ValueError(f"unknown layout {layout!r}; valid: {list(LAYOUTS)}")
+                 ns_steps: int = 5, ns_coeffs: Sequence[float] = NS_COEFFS, layout: str = "out_in",
+                 eps: float = EPS, bias_correction: bool = True, view: Optional[Sequence[int]] = None) -> None:
         defaults = dict(lr=lr, momentum=momentum, nesterov=nesterov, ns_steps=ns_steps,
-                        ns_coeffs=tuple(ns_coeffs), layout=layout)
+                        ns_coeffs=tuple(ns_coeffs), layout=layout, eps=eps, bias_correction=bias_correction,
+                        view=view)
         super().__init__(params, defaults)
         for group in self.param_groups:
-            for p in group["params"]:
-                if p.dim() < 2:
-                    raise ValueError(f"Muon needs matrices (ndim >= 2), got a parameter of shape {tuple(p.shape)}")
+            self._check_group(group)
+
+    @staticmethod
+    def _check_group(group: dict) -> None:
+        if group["layout"] not in LAYOUTS:
+            raise ValueError(f"Muon layout={group['layout']!r} is unknown; valid: {list(LAYOUTS)}")
+        if not 0.0 <= group["momentum"] < 1.0:
+            raise ValueError(f"Muon momentum={group['momentum']} is out of range; allowed: 0 <= momentum < 1")
+        if not group["eps"] > 0.0:
+            raise ValueError(f"Muon eps={group['eps']} is out of range; allowed: eps > 0")
+        view = group["view"]
+        if view is not None:
+            group["view"] = view = (int(view[0]), int(view[1]))
+        for p in group["params"]:
+            if view is None and p.dim() < 2:
+                raise ValueError(f"Muon needs matrices (ndim >= 2) or a view, got a parameter of shape "
+                                 f"{tuple(p.shape)}")
+            if view is not None and (p.dim() < 1 or p.shape[-1] != view[0] * view[1]):
+                raise ValueError(f"Muon view={view} needs a last axis of {view[0] * view[1]}, got a parameter "
+                                 f"of shape {tuple(p.shape)}")
 
     @torch.no_grad()
     def step(self, closure=None):
         """One Muon update of every parameter that has a gradient."""
         loss = None if closure is None else torch.enable_grad()(closure)()
         for group in self.param_groups:
-            mu = group["momentum"]
+            mu, view = group["momentum"], group["view"]
             for p in group["params"]:
                 if p.grad is None:
                     continue
+                g = p.grad
                 state = self.state[p]
                 if not state:
+                    state["step"] = 0
                     state["momentum_buffer"] = torch.zeros_like(p)
+                state["step"] = t = int(state.get("step", 0)) + 1
                 buf = state["momentum_buffer"]
-                buf.mul_(mu).add_(p.grad, alpha=1.0 - mu)
-                u = p.grad * (1.0 - mu) + buf * mu if group["nesterov"] else buf
-                o = newton_schulz(u, group["ns_steps"], group["ns_coeffs"])
-                p.add_(o.to(p.dtype), alpha=-group["lr"] * muon_scale(p.shape, group["layout"]))
+                buf.mul_(mu).add_(g, alpha=1.0 - mu)
+                if group["bias_correction"]:
+                    if group["nesterov"]:
+                        u = buf * (mu / (1.0 - mu ** (t + 1))) + g * ((1.0 - mu) / (1.0 - mu ** t))
+                    else:
+                        u = buf / (1.0 - mu ** t)
+                else:
+                    u = buf * mu + g * (1.0 - mu) if group["nesterov"] else buf
+                rows, cols = matrix_shape(p.shape, view)
+                if view is not None:
+                    u = u.reshape(*p.shape[:-1], rows, cols)
+                o = newton_schulz(u, group["ns_steps"], group["ns_coeffs"], group["eps"])
+                scale = muon_scale((rows, cols), group["layout"])
+                p.add_(o.reshape(p.shape).to(p.dtype), alpha=-group["lr"] * scale)
         return loss

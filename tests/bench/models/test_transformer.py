@@ -116,3 +116,20 @@ def test_vmap_over_stacked_parameters():
     loss = vmap(f)(params, buffers).logsumexp(-1).sum()
     (g,) = torch.autograd.grad(loss, [params["blocks.0.attn.q.weight"]])
     assert g.shape == (3, 64, 64) and torch.isfinite(g).all()
+
+
+def test_parameter_roles_and_qkv_bias_views():
+    m = _model(n_heads=4)
+    roles, views = m.parameter_roles(), m.parameter_views()
+    assert set(roles) == {n for n, _ in m.named_parameters()}
+    qkv = {f"blocks.{i}.attn.{n}.bias" for i in range(2) for n in "qkv"}
+    assert {n for n, r in roles.items() if r == "attention_bias"} == qkv == set(views)
+    assert roles["blocks.0.attn.o.bias"] == roles["blocks.1.ffn.fc1.bias"] == roles["head.bias"] == "bias"
+    assert all(v == (4, 16) for v in views.values())
+    # the view [heads, head_dim] is the heads' layout: with W_q = 0, head h's query is row h of the view
+    attn = m.blocks[0].attn
+    with torch.no_grad():
+        attn.q.weight.zero_()
+        attn.q.bias.copy_(torch.arange(64, dtype=torch.float32))
+    q = attn._heads(attn.q(torch.randn(1, 3, 64, generator=torch.Generator().manual_seed(0))))   # [1, h, T, d_h]
+    assert torch.equal(q[0, :, 0], attn.q.bias.detach().view(*views["blocks.0.attn.q.bias"]))
