@@ -3,15 +3,24 @@
 Every entry maps a name to an :class:`AlgorithmSpec`: the loss
 ``loss(batch, params) -> (scalar, diagnostics)``, its frozen params dataclass
 (defaults = paper defaults), the batch kind it reads and the paper's default
-number of gradient epochs per rollout batch (EXPERIMENTS.md §1 "Multi-epoch":
-PPO, GRPO, TPO and variants 4; DG 1). REINFORCE/PG is not given an epoch count
-in EXPERIMENTS.md; it has no importance ratio, so reusing a batch would be
-off-policy — it gets 1, as do the single-pass CE oracle, DRO-V and KTO.
+number of gradient epochs per rollout batch (TPO paper §4; docs/paper-map.md
+§2: PPO, GRPO, TPO and variants 4; DG 1). REINFORCE/PG has no importance
+ratio, so reusing a batch would be off-policy — it gets 1 (the reference
+implementation reuses it for 4 epochs in the sequence tasks; the harness
+config's ``epochs`` overrides), as do the single-pass CE oracle, DRO-V and KTO.
+
+Every numeric field of a params dataclass carries its allowed range as plain
+field metadata, ``{"ge": x}``, ``{"gt": x}``, ``{"le": x}``, ``{"lt": x}`` (any
+combination; an Optional field may also be None); a numeric field without
+metadata (``baseline_value``) takes any real value.
 
 Variants are params, not entries: TPO-no-anchor = ``TPOParams(anchor=False)``,
 GRPO no-KL = ``GRPOParams(kl_beta=0)``, zero-variance masked GRPO =
-``GRPOParams(mask_zero_variance=True)``, Dr.GRPO = ``aggregation="constant"``,
-TPO_token / GRPO_token = the same losses on token-candidate groups.
+``GRPOParams(mask_zero_variance=True)``, Dr. GRPO =
+``GRPOParams(adv_scale="none", aggregation="constant", agg_constant=...)``,
+TPO_token / GRPO_token = the same losses on token-candidate groups. Every group
+and batch-mean normalisation gives exactly zero signal to a group of equal
+scores (``zero_var_rtol``; shaping.py, docs/paper-map.md §1).
 """
 from __future__ import annotations
 

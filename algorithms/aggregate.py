@@ -24,7 +24,10 @@ weight.
                               required, e.g. max tokens × groups).
 
 Every denominator that is 0 (nothing to average) is replaced by 1, so an empty
-reduction is 0 and still carries a (zero) gradient.
+reduction is 0 and still carries a (zero) gradient. Terms at padding (m = 0)
+are selected away, not multiplied by 0, so a non-finite term there cannot turn
+the value into NaN (the losses also neutralise padding in their inputs, which
+keeps the gradient finite too).
 """
 from __future__ import annotations
 
@@ -71,7 +74,7 @@ def aggregate(
         raise ValueError(f"weights: expected shape {tuple(x.shape[:-1])}, got {tuple(weights.shape)}")
     m = mask.to(x.dtype)
     w = torch.ones(x.shape[:-1], dtype=x.dtype, device=x.device) if weights is None else weights.to(x.dtype)
-    seq_sum = (x * m).sum(-1)  # S_n, shape x.shape[:-1]
+    seq_sum = torch.where(m > 0, x * m, torch.zeros_like(x)).sum(-1)  # S_n, shape x.shape[:-1]
     if mode == "token_mean":
         return (w * seq_sum).sum() / safe_den((w * m.sum(-1)).sum())
     if mode == "seq_mean_token_mean":

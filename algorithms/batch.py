@@ -19,6 +19,10 @@ Conventions
   rollout time and must not require grad (``values`` excepted: a learned
   baseline is trained through the loss).
 * ``mask`` is a float tensor in {0, 1} marking real tokens (padding 0).
+  Values at padding positions are never read: every masked sum goes through
+  :func:`masked_sum`, which selects instead of multiplying, so a −inf or NaN
+  log-prob at a padding position cannot become inf·0 = NaN in a value or a
+  gradient.
 * ``weights`` are expectation weights of candidates/trajectories. Sampled
   data uses all-ones (the default, ``None``); exact population updates (the
   tabular bandits) pass the behaviour probabilities so that a weighted sum
@@ -33,6 +37,17 @@ from typing import Optional
 
 import torch
 from torch import Tensor
+
+
+def masked_sum(x: Tensor, mask: Tensor) -> Tensor:
+    """Σ_t mask·x over the last dim, reading x only where mask > 0 (padding contributes exactly 0 to the
+    value and receives a zero gradient, whatever it holds). x, mask [..., T] → [...]."""
+    return torch.where(mask > 0, x * mask, torch.zeros_like(x)).sum(-1)
+
+
+def masked(x: Tensor, mask: Tensor) -> Tensor:
+    """x where mask > 0, else 0 (same shape): per-token inputs with padding neutralised."""
+    return torch.where(mask > 0, x, torch.zeros_like(x))
 
 
 def _check(name: str, t: Optional[Tensor], shape: tuple[int, ...]) -> None:
@@ -90,15 +105,15 @@ class GroupBatch:
 
     def seq_logp(self) -> Tensor:
         """[G, K] sequence log-prob ℓ_θ(y) = Σ_t mask·log π_θ(y_t | y_<t)."""
-        return (self.logp * self.token_mask()).sum(-1)
+        return masked_sum(self.logp, self.token_mask())
 
     def seq_logp_old(self) -> Tensor:
         """[G, K] frozen behaviour sequence log-prob ℓ_old(y)."""
-        return (self.logp_old * self.token_mask()).sum(-1)
+        return masked_sum(self.logp_old, self.token_mask())
 
     def seq_logp_ref(self) -> Tensor:
         """[G, K] fixed reference sequence log-prob ℓ_ref(y); ValueError if logp_ref is None."""
-        return (require_field(self, "logp_ref", "a reference-policy term") * self.token_mask()).sum(-1)
+        return masked_sum(require_field(self, "logp_ref", "a reference-policy term"), self.token_mask())
 
 
 @dataclass(frozen=True)
@@ -159,7 +174,7 @@ class TrajectoryBatch:
         """[N] scalar score r: ``scores`` if given, else Σ_t mask·r_t."""
         if self.scores is not None:
             return self.scores
-        return (self.rewards * self.token_mask()).sum(-1)
+        return masked_sum(self.rewards, self.token_mask())
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,7 @@
 
 The "CE" row of the TPO paper's tabular and MNIST bandits (Kaddour 2026, §4.1
 and Appendix B: β_CE = 1): it is told the correct action, so it is an upper
-reference, not an RL method. EXPERIMENTS.md §1–2.
+reference, not an RL method. docs/paper-map.md §2–4.
 """
 from __future__ import annotations
 

@@ -6,7 +6,8 @@ frozen):
 * k1 = x                      (unbiased for KL(π‖π_ref) under samples of π,
                                high variance, can be negative);
 * k3 = exp(−x) + x − 1 ≥ 0    (Schulman's low-variance estimator; GRPO's
-                               penalty, EXPERIMENTS.md §1).
+                               penalty, DeepSeekMath §4.1;
+                               docs/paper-map.md §2).
 
 Both act elementwise (per token or per sequence) on any shape.
 """
@@ -14,6 +15,8 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor
+
+from .batch import masked_sum
 
 
 def kl_k1(logp: Tensor, logp_ref: Tensor) -> Tensor:
@@ -29,5 +32,6 @@ def kl_k3(logp: Tensor, logp_ref: Tensor) -> Tensor:
 
 def seq_log_ratio(logp: Tensor, logp_ref: Tensor, mask: Tensor) -> Tensor:
     """ℓ = Σ_t mask·(logp − logp_ref) over the last dim: the sequence log-ratio
-    log π(y|x) − log π_ref(y|x) used by DRO-V and KTO."""
-    return (kl_k1(logp, logp_ref) * mask).sum(-1)
+    log π(y|x) − log π_ref(y|x) used by DRO-V and KTO. Padding (mask 0) is not
+    read (:func:`batch.masked_sum`): a −inf there gives neither NaN nor a gradient."""
+    return masked_sum(kl_k1(logp, logp_ref), mask)

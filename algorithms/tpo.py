@@ -2,11 +2,12 @@
 
 Kaddour, "Target Policy Optimization", arXiv 2604.06159 (2026), §3 (target
 construction and the cross-entropy fit) and the Group PG ablation (Fig. 8);
-EXPERIMENTS.md §1.
+docs/paper-map.md §1–2.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Optional
 
 import torch
 from torch import Tensor
@@ -14,33 +15,44 @@ from torch import Tensor
 from . import ops
 from .aggregate import aggregate, weighted_mean
 from .batch import GroupBatch
-from .shaping import standardise_scores, success_fail_means, zero_variance_groups
+from .shaping import (ZERO_VAR_RTOL, check_zero_var_rtol, standardise_scores, success_fail_means,
+                      zero_variance_groups)
 
 
 @dataclass(frozen=True)
 class TPOParams:
     """eta: target temperature η; anchor: q ∝ π_old·exp(u/η) (True) or
-    exp(u/η) (TPO-no-anchor); std_eps: standardisation threshold."""
+    exp(u/η) (TPO-no-anchor); std_eps: divide c by sd only when sd > std_eps
+    (the reference implementation's 1e-6); zero_var_rtol: a group whose live
+    scores span ≤ zero_var_rtol·max|s| gets u = 0 exactly (shaping.py module
+    doc); None reproduces the reference implementation of the TPO paper, which
+    has no such test (u = c/sd if sd > 1e-6 else c, so equal fp32 scores keep
+    their mean residue, u = c of the order of one ulp; docs/paper-map.md §7)."""
 
-    eta: float = 1.0
+    eta: float = field(default=1.0, metadata={"gt": 0})
     anchor: bool = True
-    std_eps: float = 1e-6
+    std_eps: float = field(default=1e-6, metadata={"ge": 0})
+    zero_var_rtol: Optional[float] = field(default=ZERO_VAR_RTOL, metadata={"ge": 0})
 
     def __post_init__(self) -> None:
         if not self.eta > 0:
             raise ValueError(f"eta: must be > 0, got {self.eta}")
+        check_zero_var_rtol(self.zero_var_rtol)
 
 
 @dataclass(frozen=True)
 class GroupPGParams:
-    """eta: scale of the standardised score; std_eps: standardisation threshold."""
+    """eta: scale of the standardised score; std_eps, zero_var_rtol: the
+    standardisation of :class:`TPOParams` (None = the reference rule)."""
 
-    eta: float = 1.0
-    std_eps: float = 1e-6
+    eta: float = field(default=1.0, metadata={"gt": 0})
+    std_eps: float = field(default=1e-6, metadata={"ge": 0})
+    zero_var_rtol: Optional[float] = field(default=ZERO_VAR_RTOL, metadata={"ge": 0})
 
     def __post_init__(self) -> None:
         if not self.eta > 0:
             raise ValueError(f"eta: must be > 0, got {self.eta}")
+        check_zero_var_rtol(self.zero_var_rtol)
 
 
 def candidate_live(batch: GroupBatch) -> Tensor:
@@ -55,15 +67,20 @@ def group_log_softmax(logits: Tensor, live: Tensor) -> Tensor:
     return ops.log_softmax(logits.masked_fill(~live, torch.finfo(logits.dtype).min), -1)
 
 
-def standardised_scores(batch: GroupBatch, eps: float) -> Tensor:
-    """u [G, K]: TPO standardisation of the scores over the live candidates (equal weight)."""
-    live = None if batch.weights is None else candidate_live(batch).to(batch.logp.dtype)
-    return standardise_scores(batch.scores.to(batch.logp.dtype), eps, weights=live)
+def standardised_scores(batch: GroupBatch, eps: float, rtol: Optional[float] = ZERO_VAR_RTOL) -> Tensor:
+    """u [G, K]: TPO standardisation of the scores over the live candidates (equal weight);
+    a flat group (tolerance ``rtol``, None = no test) gives u = 0 exactly."""
+    return standardise_scores(batch.scores.to(batch.logp.dtype), eps, weights=_live_weights(batch), rtol=rtol)
+
+
+def _live_weights(batch: GroupBatch) -> Optional[Tensor]:
+    """[G, K] 0/1 weights of the live candidates (None when the batch is unweighted)."""
+    return None if batch.weights is None else candidate_live(batch).to(batch.logp.dtype)
 
 
 def tpo_log_target(batch: GroupBatch, params: TPOParams) -> Tensor:
     """log q [G, K] (constant): log_softmax_K(ℓ_old + u/η) (anchor) or log_softmax_K(u/η)."""
-    logits = standardised_scores(batch, params.std_eps) / params.eta
+    logits = standardised_scores(batch, params.std_eps, params.zero_var_rtol) / params.eta
     if params.anchor:
         logits = logits + batch.seq_logp_old()
     return group_log_softmax(logits.detach(), candidate_live(batch))
@@ -73,7 +90,8 @@ def tpo_loss(batch: GroupBatch, params: TPOParams) -> tuple[Tensor, dict[str, Te
     """TPO: fit the policy's group distribution to a fixed target by cross-entropy.
 
     Shapes: batch.logp/logp_old/mask [G, K, T], scores [G, K]; ℓ_θ = seq_logp [G, K].
-        u = standardise_K(scores)                 (c/std(c), or c when std ≤ std_eps)
+        u = standardise_K(scores)                 (c/std(c), or c when std ≤ std_eps;
+                                                   0 for a flat group, see TPOParams)
         q = softmax_K(ℓ_old + u/η)   (anchor)  |  softmax_K(u/η)   (no anchor)    sg
         p_θ = softmax_K(ℓ_θ)
         loss = (1/G) Σ_g −Σ_k q_gk log p_θ,gk
@@ -83,23 +101,32 @@ def tpo_loss(batch: GroupBatch, params: TPOParams) -> tuple[Tensor, dict[str, Te
     Token-level TPO (TPO_token) is this same function on token-candidate groups:
     G = B·H prefix states, K next-token candidates, T = 1.
 
+    The value is the cross-entropy above; its gradient is built as exactly
+    sg[p_θ − q]/G per group logit (autograd of the cross-entropy gives
+    (p_θ·Σ_k q_k − q)/G, off by an ulp when Σ_k q_k rounds away from 1).
+
     Invariant (tests): ∂loss/∂ℓ_θ,gk = (p_θ,gk − q_gk)/G; at the snapshot
-    (ℓ_θ = ℓ_old) equal scores give q = p and zero gradient.
+    (ℓ_θ = ℓ_old) equal scores give q = p and a gradient of exactly zero.
     """
     live = candidate_live(batch)
     log_q = tpo_log_target(batch, params)
     q = log_q.exp()
-    logp_group = group_log_softmax(batch.seq_logp(), live)
-    x = -(q * logp_group)
+    ell = batch.seq_logp()
+    logp_group = group_log_softmax(ell, live)
+    p = logp_group.detach().exp()
+    step = torch.where(live, ell - ell.detach(), torch.zeros_like(ell))   # value 0, ∂/∂ℓ = 1 on live candidates
+    x = -(q * logp_group.detach()) + (p - q) * step
     loss = aggregate(x[..., None], torch.ones_like(x)[..., None], "group_sum", weights=live.to(x.dtype))
     with torch.no_grad():
-        q_s, q_f = success_fail_means(q, batch.scores, params.std_eps)
+        rtol, live_w = params.zero_var_rtol, _live_weights(batch)
+        q_s, q_f = success_fail_means(q, batch.scores, params.std_eps, rtol)
         diags = {
             "target_entropy": (-(q * log_q).sum(-1)).mean(),
             "kl_q_p": (q * (log_q - logp_group)).sum(-1).mean(),
             "q_success": q_s,
             "q_fail": q_f,
-            "zero_var_frac": weighted_mean(zero_variance_groups(batch.scores, params.std_eps).to(x.dtype)),
+            "zero_var_frac": weighted_mean(
+                zero_variance_groups(batch.scores, params.std_eps, live_w, rtol).to(x.dtype)),
         }
     return loss, {k: v.detach() for k, v in diags.items()}
 
@@ -114,11 +141,9 @@ def group_pg_loss(batch: GroupBatch, params: GroupPGParams) -> tuple[Tensor, dic
 
     Invariant (tests): ∇_θ loss = −(1/G) Σ_g Σ_k w u/η ∇ℓ_θ.
     """
-    u = standardised_scores(batch, params.std_eps).detach()
+    u = standardised_scores(batch, params.std_eps, params.zero_var_rtol).detach()
     x = -(u / params.eta) * batch.seq_logp()
     loss = aggregate(x[..., None], torch.ones_like(x)[..., None], "group_sum", weights=batch.candidate_weights())
-    diags = {
-        "adv_abs": u.abs().mean(),
-        "zero_var_frac": zero_variance_groups(batch.scores, params.std_eps).to(u.dtype).mean(),
-    }
+    zero_var = zero_variance_groups(batch.scores, params.std_eps, _live_weights(batch), params.zero_var_rtol)
+    diags = {"adv_abs": u.abs().mean(), "zero_var_frac": zero_var.to(u.dtype).mean()}
     return loss, {k: v.detach() for k, v in diags.items()}

@@ -150,3 +150,47 @@ def test_rloo_hand_example_and_gradient():
     torch.testing.assert_close(grad_of(rloo_loss, b, RLOOParams(), wrt=ell), -A / 2)
     with pytest.raises(ValueError, match="K >= 2"):
         rloo_loss(GroupBatch(logp=ell[:, :1, None], logp_old=ell.detach()[:, :1, None], scores=s[:, :1]), RLOOParams())
+
+
+# -- Dr. GRPO (Liu et al. 2025, arXiv 2503.20783): no std division, no length normalisation ----------------
+DR_GRPO = GRPOParams(kl_beta=0.0, adv_scale="none", aggregation="constant", agg_constant=1.0)
+
+
+def test_dr_grpo_hand_example():
+    """Scores (1, 0) and (0.2, 0), ratio 1, β = 0: A = s − mean = (0.5, −0.5), (0.1, −0.1); the summed
+    terms over a constant give −∂loss/∂ℓ = A exactly. GRPO's std division makes both groups ±1 instead."""
+    ell = torch.zeros(2, 2, dtype=torch.float64, requires_grad=True)
+    s = torch.tensor([[1.0, 0.0], [0.2, 0.0]], dtype=torch.float64)
+    b = GroupBatch(logp=ell[..., None], logp_old=ell.detach()[..., None], scores=s)
+    g = -grad_of(grpo_loss, b, DR_GRPO, wrt=ell)
+    torch.testing.assert_close(g, torch.tensor([[0.5, -0.5], [0.1, -0.1]], dtype=torch.float64), rtol=1e-15, atol=1e-15)
+    g_grpo = -grad_of(grpo_loss, b, GRPOParams(kl_beta=0.0), wrt=ell)
+    torch.testing.assert_close(g_grpo.abs(), torch.full((2, 2), 0.5, dtype=torch.float64), rtol=1e-6, atol=0)
+    # the constant only rescales; with adv_scale="none" the group-sum GRPO has the same direction
+    g_sum = -grad_of(grpo_loss, b, GRPOParams(kl_beta=0.0, adv_scale="none"), wrt=ell)
+    torch.testing.assert_close(g_sum, g / 2)
+
+
+def test_dr_grpo_no_length_normalisation():
+    """Token-level ratio: every real token of a candidate gets the same A, whatever the answer's length."""
+    logp = torch.zeros(1, 2, 4, dtype=torch.float64, requires_grad=True)
+    mask = torch.tensor([[[1.0, 1.0, 1.0, 1.0], [1.0, 0.0, 0.0, 0.0]]], dtype=torch.float64)
+    b = GroupBatch(logp=logp, logp_old=logp.detach(), scores=torch.tensor([[1.0, 0.0]], dtype=torch.float64), mask=mask)
+    g = -grad_of(grpo_loss, b, GRPOParams(kl_beta=0.0, adv_scale="none", aggregation="constant", agg_constant=1.0,
+                                          ratio_level="token"))
+    torch.testing.assert_close(g, torch.tensor([[[0.5] * 4, [-0.5, 0, 0, 0]]], dtype=torch.float64))
+
+
+def test_adv_scale_validates():
+    with pytest.raises(ValueError, match="adv_scale"):
+        GRPOParams(adv_scale="mad")
+    assert GRPOParams().adv_scale == "std"
+
+
+def test_dr_grpo_config_uses_both_changes():
+    from bench.cli import compose
+    from bench.schema import to_settings
+
+    p = to_settings(compose(["logger=none", "algorithm=dr_grpo"])).loss_params
+    assert (p.adv_scale, p.aggregation, p.agg_constant) == ("none", "constant", 1.0)
+    assert to_settings(compose(["logger=none", "algorithm=grpo"])).loss_params.adv_scale == "std"

@@ -1,3 +1,5 @@
+import math
+
 import pytest
 import torch
 
@@ -37,11 +39,18 @@ def test_clipping_off_snapshot(make_traj_batch):
     assert dead.any() and torch.all(g[dead] == 0)
 
 
-def test_ratio_is_not_clamped(make_traj_batch):
+def test_log_ratio_clamp_default_20_and_none_is_unclamped(make_traj_batch):
     b = make_traj_batch()
     big = type(b)(logp=b.logp, logp_old=b.logp_old - 30.0, rewards=-torch.ones_like(b.rewards), mask=b.mask)
-    loss, _ = ppo_loss(big, PPOParams(baseline="constant"))
-    assert loss.item() > 1e12  # ρ = e^30 on negative advantage enters unclipped
+    n_tokens = b.token_mask().sum(-1).mean().item()
+    loss, d = ppo_loss(big, PPOParams(baseline="constant"))
+    # ρ = e^{clip(30, ±20)} on A = −1 enters unclipped by ε (negative advantage): loss = mean_n Σ_t e^20
+    assert loss.item() == pytest.approx(math.exp(20) * n_tokens, rel=1e-12)
+    assert d["approx_kl"].item() == pytest.approx(math.exp(-20) + 19.0, rel=1e-12)
+    loss_none, _ = ppo_loss(big, PPOParams(baseline="constant", log_ratio_clamp=None))
+    assert loss_none.item() == pytest.approx(math.exp(30) * n_tokens, rel=1e-12)  # the TPO paper's unclamped ratio
+    with pytest.raises(ValueError, match="log_ratio_clamp"):
+        PPOParams(log_ratio_clamp=0.0)
 
 
 def test_value_loss_only_when_enabled(make_traj_batch):

@@ -63,11 +63,15 @@ def test_weighted_grpo_advantage_tabular_values():
 
 
 def test_zero_variance_groups():
-    s = torch.tensor([[1.0, 1.0, 1.0], [0.0, 1.0, 0.0], [0.0, 5e-7, 0.0]], dtype=D)
-    assert zero_variance_groups(s).tolist() == [True, False, True]
+    s = torch.tensor([[1.0, 1.0, 1.0], [0.0, 1.0, 0.0], [0.0, 5e-7, 0.0], [0.0, 0.0, 0.0]], dtype=D)
+    # relative test on the spread: a lone 5e-7 among zeros is a real difference, an all-zero group is flat
+    assert zero_variance_groups(s).tolist() == [True, False, False, True]
+    # the reference rule (rtol=None): std ≤ eps, absolute
+    assert zero_variance_groups(s, rtol=None).tolist() == [True, False, True, True]
     # weights: a group whose live candidates agree has zero variance
-    w = torch.tensor([[1.0, 1.0, 1.0], [1.0, 0.0, 1.0], [1.0, 1.0, 1.0]], dtype=D)
-    assert zero_variance_groups(s, weights=w).tolist() == [True, True, True]
+    w = torch.tensor([[1.0, 1.0, 1.0], [1.0, 0.0, 1.0], [1.0, 0.0, 1.0], [1.0, 1.0, 1.0]], dtype=D)
+    assert zero_variance_groups(s, weights=w).tolist() == [True, True, True, True]
+    assert zero_variance_groups(s, weights=w, rtol=None).tolist() == [True, True, True, True]
 
 
 def test_leave_one_out_hand_example():
@@ -103,7 +107,9 @@ def test_batch_mean_advantage_matches_loop(weighted):
     m = torch.tensor([[1, 1, 1, 1], [1, 1, 0, 0], [1, 0, 0, 0], [1, 1, 1, 0], [1, 1, 0, 0]], dtype=D)
     w = torch.rand(5, dtype=D) + 0.1 if weighted else torch.ones(5, dtype=D)
     got = advantage(r, m, "batch_mean", weights=w if weighted else None)
-    torch.testing.assert_close(got, _loop_batch_mean(r, m, w))
+    real = m > 0
+    torch.testing.assert_close(got[real], _loop_batch_mean(r, m, w)[real])
+    assert torch.all(got[~real] == 0)  # padding carries no advantage
 
 
 def test_other_baselines():

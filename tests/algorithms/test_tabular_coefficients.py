@@ -1,4 +1,4 @@
-"""EXPERIMENTS.md §2: exact population directions on the tabular bandit are all
+"""TPO paper Appendix B (docs/paper-map.md §3): exact population directions on the tabular bandit are all
 β(p)·(e_y − π); at p = π(correct) = 0.1: β_TPO ≈ 0.730, β_DG = p/(1+p) ≈ 0.0909,
 β_GRPO = √(p/(1−p)) = 1/3, β_PG = p, β_CE = 1. Uses the real loss functions."""
 import math
