@@ -31,7 +31,8 @@ def _muon(task: Task, cfg: Any) -> Any:
                           "(use optim=adam or optim=normalised_step)")
     optimizer, _ = build_optimizer(task, cfg.split, lr=cfg.lr, muon_momentum=cfg.momentum, ns_steps=cfg.ns_steps,
                                    ns_coeffs=tuple(cfg.ns_coeffs), adam_betas=(cfg.adam_beta1, cfg.adam_beta2),
-                                   adam_eps=cfg.adam_eps, nesterov=cfg.nesterov)
+                                   adam_eps=cfg.adam_eps, nesterov=cfg.nesterov, muon_eps=cfg.eps,
+                                   bias_correction=cfg.bias_correction)
     return optimizer
 
 

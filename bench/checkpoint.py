@@ -1,14 +1,22 @@
 """Checkpoints of long runs: task state (parameters and random streams),
 optimizer state and the step, written atomically every ``run.checkpoint_every``
 steps to ``<run dir>/checkpoint.pt``. Resuming from one continues the run
-bitwise-identically on CPU (tested)."""
+bitwise-identically on CPU (tested).
+
+A checkpoint holds only tensors (random-stream states are byte tensors) and plain
+containers of numbers and strings, and is read with ``torch.load(weights_only=True)``:
+a file that would need arbitrary unpickling (and so could run code) is refused with
+one warning line and the run starts afresh."""
 from __future__ import annotations
 
 import os
+import pickle
 from pathlib import Path
 from typing import Any, Optional
 
 import torch
+
+from bench.progress import say
 
 CHECKPOINT = "checkpoint.pt"
 
@@ -69,13 +77,22 @@ def _write(run_dir: Path, state: dict[str, Any]) -> None:
 
 
 def load(run_dir: Path, identity: str) -> Optional[dict[str, Any]]:
-    """The checkpoint of a run with this identity hash, or ``None`` (missing, unreadable or another config)."""
+    """The checkpoint of a run with this identity hash, or ``None`` (missing, unreadable, refused
+    or another config). Read with ``weights_only=True``: tensors and plain containers only, so
+    loading never runs code; a refused or damaged file gets one warning line on stderr."""
     path = Path(run_dir) / CHECKPOINT
     if not path.exists():
         return None
     try:
-        state = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception:  # noqa: BLE001 - a damaged checkpoint means "start afresh"
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+        reason = next((line for line in lines if "GLOBAL" in line or "nsupported" in line), "unsupported content")
+        say(f"[bench] warning: checkpoint {path} refused, it holds more than tensors and plain containers "
+            f"({reason[:160]}); starting afresh")
+        return None
+    except Exception as exc:  # noqa: BLE001 - a damaged checkpoint means "start afresh"
+        say(f"[bench] warning: checkpoint {path} unreadable ({type(exc).__name__}); starting afresh")
         return None
     return state if isinstance(state, dict) and state.get("identity") == identity else None
 

@@ -9,6 +9,7 @@ command runs the grid; :class:`ReportOnSweepEnd` then writes its tables.
 """
 from __future__ import annotations
 
+import json
 import os
 import sys
 from pathlib import Path
@@ -83,20 +84,66 @@ def _register_help() -> None:
 
 
 class ReportOnSweepEnd(Callback):
-    """After a multirun, rebuild the experiment's tables from its records and print them."""
+    """After a multirun, rebuild the sweep's tables from its records and print them.
+
+    An experiment's report covers its whole expected grid (missing runs named) and goes to
+    ``<run.root>/<experiment>/<scale>/report/``; ``results/`` is written only with
+    ``hydra.callbacks.report.publish=true`` (an incomplete grid does not replace a committed
+    table unless ``hydra.callbacks.report.force=true``). An ad-hoc sweep (no ``experiment=``)
+    reports exactly the runs of that sweep, one row per configuration. Each job leaves the
+    identity hash of its run in its Hydra job directory (``bench_run.json``), so a run reused
+    from an earlier sweep still belongs to this one.
+    """
+
+    def __init__(self, publish: bool = False, force: bool = False) -> None:
+        self.publish = bool(publish)
+        self.force = bool(force)
+
+    def on_job_end(self, config: DictConfig, job_return: Any, **kwargs: Any) -> None:
+        from hydra.core.hydra_config import HydraConfig
+        from hydra.core.utils import JobStatus
+
+        from bench.report.api import JOB_RUN_FILE
+
+        try:
+            if job_return.status != JobStatus.COMPLETED or not HydraConfig.initialized():
+                return
+            summary = job_return.return_value
+            if not isinstance(summary, dict) or "config_hash" not in summary:
+                return
+            out = Path(HydraConfig.get().runtime.output_dir)
+            out.mkdir(parents=True, exist_ok=True)
+            (out / JOB_RUN_FILE).write_text(json.dumps({
+                "config_hash": summary["config_hash"], "status": summary.get("status"),
+                "experiment": config.experiment, "scale": config.scale}), encoding="utf-8")
+        except Exception as exc:  # noqa: BLE001 - bookkeeping must never fail a job
+            print(f"[bench] could not note the job's run for the sweep report: {exc}", file=sys.stderr)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         from bench.report import build_report
+        from bench.report.api import ADHOC
+        from bench.report.grid import non_sweep
 
         command = "bench " + " ".join(sys.argv[1:])
+        adhoc = config.experiment == ADHOC
         try:
+            sweep = Path(config.hydra.sweep.dir).resolve() if adhoc else None
             result = build_report(config.experiment, config.scale, Path(config.run.root), Path("results"),
-                                  command=command)
+                                  command=command, publish=self.publish and not adhoc, force=self.force,
+                                  overrides=non_sweep(list(config.hydra.overrides.task)), sweep=sweep)
         except Exception as exc:  # noqa: BLE001 - the runs are saved; say how to rebuild
-            print(f"[bench] table not built: {type(exc).__name__}: {exc}\n"
-                  f"[bench] rebuild with: bench-report {config.experiment} --scale {config.scale}", file=sys.stderr)
+            again = f"bench-report {ADHOC} --scale {config.scale} --sweep {config.hydra.sweep.dir}" if adhoc else \
+                f"bench-report {config.experiment} --scale {config.scale}"
+            print(f"[bench] table not built: {type(exc).__name__}: {exc}\n[bench] rebuild with: {again}",
+                  file=sys.stderr)
             return
         print(result.markdown)
+        print(f"[bench] tables and figures written to {result.out_dir}/")
+        if self.publish:
+            print(f"[bench] {result.publish_note}")
+        elif not adhoc:
+            print(f"[bench] results/ unchanged; publish with: bench-report {config.experiment} --scale "
+                  f"{config.scale} --publish")
 
 
 @hydra.main(version_base=None, config_path=str(CONF_DIR), config_name="config")
@@ -128,9 +175,27 @@ def compose(overrides: list[str] | None = None) -> DictConfig:
 
 
 def main() -> None:
-    """Console entry point ``bench``."""
+    """Console entry point ``bench``. A composition error (misspelled key, unknown option,
+    wrong type) exits 2 with one line (``bench: error: algorithm.etaa: unknown key; did you
+    mean eta?``); ``HYDRA_FULL_ERROR=1`` keeps Hydra's own report with its stack trace."""
+    from hydra.errors import CompactHydraException
+
+    from bench.validate import composition_error_line
+
     register_all()
-    _hydra_main()
+    ours = "HYDRA_FULL_ERROR" not in os.environ
+    if ours:  # Hydra then raises composition errors to us instead of printing its multi-line report
+        os.environ["HYDRA_FULL_ERROR"] = "1"
+    try:
+        _hydra_main()
+    except CompactHydraException as exc:
+        if not ours:
+            raise
+        print(f"bench: error: {composition_error_line(exc)}", file=sys.stderr)
+        sys.exit(2)
+    finally:
+        if ours:
+            os.environ.pop("HYDRA_FULL_ERROR", None)
 
 
 if __name__ == "__main__":

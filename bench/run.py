@@ -19,8 +19,6 @@ from bench.records import NON_IDENTITY, RunWriter, config_hash, read_run
 from bench.schema import Settings, record_config, to_settings
 from bench.wandb_mirror import WandbMirror
 
-
-
 SHARED_MATCHING = "shared"
 
 
@@ -50,15 +48,31 @@ def execute(cfg: DictConfig) -> dict[str, Any]:
     """Run one configuration (all its seeds batched); return its summary.
 
     A directory whose record says ``completed`` for the same identity hash is
-    not rerun (resume)."""
+    not rerun (resume). The config is validated first (:func:`bench.schema.to_settings`
+    raises :class:`bench.schema.ConfigError`), before any directory exists; a run that
+    fails before its first record (e.g. missing data) leaves no directory behind."""
     settings = to_settings(cfg)
     record = record_config(cfg)
     ident = identity(record)
     out = run_dir(settings, ident)
     label = f"{settings.algorithm.name}-{settings.env.name}"
+    new = [p for p in (out, *out.parents) if not p.exists()]   # the directories this call creates
     out.mkdir(parents=True, exist_ok=True)
-    with _exclusive(out / ".lock"):  # parallel jobs of one identity (shared matching) run it once
-        return _execute_locked(cfg, settings, record, ident, out, label)
+    try:
+        with _exclusive(out / ".lock"):  # parallel jobs of one identity (shared matching) run it once
+            return _execute_locked(cfg, settings, record, ident, out, label)
+    except BaseException:
+        _remove_if_bare(new)
+        raise
+
+
+def _remove_if_bare(created: list[Path]) -> None:
+    """Remove the directories a failed run created (deepest first) while they hold nothing but its lock."""
+    for path in created:
+        with contextlib.suppress(OSError):
+            if path.is_dir() and {p.name for p in path.iterdir()} <= {".lock"}:
+                (path / ".lock").unlink(missing_ok=True)
+                path.rmdir()
 
 
 @contextlib.contextmanager

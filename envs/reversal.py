@@ -32,7 +32,7 @@ device; nothing calls ``.item()``. Imports torch only.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, Mapping, Optional
 
 import torch
@@ -306,13 +306,13 @@ class ReversalConfig:
     """
 
     name: str = "reversal"
-    horizon: int = 10
-    vocab: int = 2
-    logic: str = "reverse_copy"
-    reward: str = "bag"
-    batch_size: int = 100
-    k: int = 8
-    matching: str = "prompt"
+    horizon: int = field(default=10, metadata={"ge": 1})
+    vocab: int = field(default=2, metadata={"ge": 2})
+    logic: str = field(default="reverse_copy", metadata={"choices": tuple(LOGICS)})
+    reward: str = field(default="bag", metadata={"choices": tuple(REWARDS)})
+    batch_size: int = field(default=100, metadata={"ge": 1})
+    k: int = field(default=8, metadata={"ge": 1})   # grouped methods need K >= 2 (checked by the harness)
+    matching: str = field(default="prompt", metadata={"choices": MATCHINGS})
 
     def __post_init__(self) -> None:
         ReversalTask(self.horizon, self.vocab, self.logic, self.reward)  # validates the names and sizes

@@ -1,4 +1,4 @@
-"""Tabular bandits (TPO paper §2 / shared EXPERIMENTS.md §2).
+"""Tabular bandits (TPO paper §2, Figs. 2–3; docs/paper-map.md §3).
 
 Pure task functions over batched logit tables: every tensor carries a leading
 seed dimension S so that all seeds of an experiment run in one process.
@@ -13,10 +13,13 @@ seed dimension S so that all seeds of an experiment run in one process.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor
+
+
+TPO_ARM_SCORES = ("batch_average", "arm_mean")  # TabularSingleConfig.tpo_arm_score
 
 
 @dataclass(frozen=True)
@@ -24,10 +27,21 @@ class TabularSingleConfig:
     """Single-context sampled bandit (Fig. 2)."""
 
     name: str = "tabular_single"
-    n_arms: int = 100             # §2: z ∈ R^100
-    batch_size: int = 100         # §2: B = 100 sampled arms per step
-    correct: int = 0              # §2: correct arm 0
+    n_arms: int = field(default=100, metadata={"ge": 2})       # §2: z ∈ R^100
+    batch_size: int = field(default=100, metadata={"ge": 1})   # §2: B = 100 sampled arms per step
+    correct: int = field(default=0, metadata={"ge": 0})        # §2: correct arm 0 (< n_arms)
     reward_baseline: float = 0.5  # §2: advantage R − 0.5 for every method
+    # TPO's arm scores s_a: "batch_average" = Σ_{b: a_b = a}(R_b − b)/B, the batch average of the
+    # per-sample score vectors (R_b − b)·e_{a_b}, as the TPO reference implementation builds them
+    # (default); "arm_mean" = the mean of R − b over arm a's own samples. Unsampled arms score 0.
+    tpo_arm_score: str = field(default="batch_average", metadata={"choices": TPO_ARM_SCORES})
+    # Misalignment cosine g·g*/(√(‖g‖² + ε)·√(‖g*‖² + ε)): ε = 0 is the exact cosine (default);
+    # ε = 1e-12 is the reference implementation's form, which inflates 1 − cos once ‖g‖ ≲ 1e-5.
+    cosine_eps: float = field(default=0.0, metadata={"ge": 0.0})
+
+    def __post_init__(self) -> None:
+        check_choice("tpo_arm_score", self.tpo_arm_score, TPO_ARM_SCORES)
+        check_cosine_eps(self.cosine_eps)
 
 
 @dataclass(frozen=True)
@@ -35,10 +49,26 @@ class TabularMultiConfig:
     """Multi-context exact-update bandit (Fig. 3)."""
 
     name: str = "tabular_multi"
-    n_contexts: int = 100  # §2: N = 100
-    n_actions: int = 10    # §2: 10 actions
-    logit_std: float = 1.0  # §2: logits ~ N(0, 1)
-    correct: int = 0        # §2: correct action 0
+    n_contexts: int = field(default=100, metadata={"ge": 1})   # §2: N = 100
+    n_actions: int = field(default=10, metadata={"ge": 2})     # §2: 10 actions
+    logit_std: float = field(default=1.0, metadata={"ge": 0})  # §2: logits ~ N(0, 1)
+    correct: int = field(default=0, metadata={"ge": 0})        # §2: correct action 0 (< n_actions)
+    cosine_eps: float = field(default=0.0, metadata={"ge": 0.0})  # as TabularSingleConfig.cosine_eps
+
+    def __post_init__(self) -> None:
+        check_cosine_eps(self.cosine_eps)
+
+
+def check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
+    """ValueError naming ``env.<name>``, the value and the valid choices unless value is one of them."""
+    if value not in choices:
+        raise ValueError(f"env.{name}={value!r}; valid: {', '.join(choices)}")
+
+
+def check_cosine_eps(eps: float) -> None:
+    """ValueError unless ε ≥ 0 (0: exact cosine; 1e-12: the reference implementation's form)."""
+    if not eps >= 0:
+        raise ValueError(f"env.cosine_eps={eps}; must be >= 0 (0: exact cosine, 1e-12: reference form)")
 
 
 def init_single(cfg: TabularSingleConfig, seeds: int, device: str | torch.device = "cpu") -> Tensor:

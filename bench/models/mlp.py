@@ -6,8 +6,8 @@ Every parameter carries a leading seed axis S (``W: [S, fan_in, fan_out]``,
 seed's output and gradient are exactly those it would get alone (no
 cross-seed term exists; Adam is elementwise, hence per-seed exact too).
 
-Initialisation (EXPERIMENTS.md §2): weights LeCun normal — a normal truncated
-at ±2σ with σ rescaled so that Var = 1/fan_in (:func:`bench.models.transformer.lecun_normal_`)
+Initialisation (TPO paper, MNIST contextual bandit; docs/paper-map.md §4): weights
+LeCun normal — a normal truncated at ±2σ with σ rescaled so that Var = 1/fan_in (:func:`bench.models.transformer.lecun_normal_`)
 — and zero biases; each seed draws from its own generator, so a seed's initial
 weights do not depend on which other seeds share the batch.
 
@@ -15,8 +15,8 @@ Value function (DRO-V's V(x), REINFORCE's learned baseline): a SEPARATE MLP on
 the same input (default 784-50-50-1, same initialisation, own "value_init"
 stream). Chosen over a head on the policy's last hidden layer so that fitting V
 never moves the policy's features: the policy gradient of every method is the
-same whether or not a value net exists (EXPERIMENTS.md §1: "V(x) is a separate
-value network"). Built only for algorithms that read ``values``.
+same whether or not a value net exists (DRO, Richemond et al. 2024: V(x) is a
+separate value network; docs/paper-map.md §2). Built only for algorithms that read ``values``.
 """
 from __future__ import annotations
 
@@ -39,8 +39,8 @@ class MlpModelConfig:
     """
 
     name: str = "mlp"
-    hidden: list[int] = field(default_factory=lambda: [50, 50])
-    value_hidden: list[int] = field(default_factory=lambda: [50, 50])
+    hidden: list[int] = field(default_factory=lambda: [50, 50], metadata={"ge": 1})
+    value_hidden: list[int] = field(default_factory=lambda: [50, 50], metadata={"ge": 1})
 
 
 def init_stacked_mlp(sizes: Sequence[int], generators: Sequence[torch.Generator], device: str = "cpu",

@@ -1,5 +1,5 @@
-"""Bad input on the command line: non-zero exit, a short message naming the
-valid choices, no stack trace."""
+"""Bad input on the command line: non-zero exit, one line naming the field and the valid
+choices or range (no stack trace), and no run directory."""
 from __future__ import annotations
 
 import os
@@ -19,21 +19,72 @@ def bench(*args: str, cwd: Path) -> subprocess.CompletedProcess:
                           timeout=300)
 
 
+def one_error_line(out: subprocess.CompletedProcess) -> str:
+    """The single non-empty stderr line of a refused command (asserts there is exactly one)."""
+    lines = [line for line in out.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, out.stderr
+    assert lines[0].startswith("bench: error: ") and "Traceback" not in out.stdout + out.stderr
+    return lines[0].removeprefix("bench: error: ")
+
+
+def assert_no_run_directory(root: Path) -> None:
+    """Nothing under run.root but Hydra's own job log folder (``_hydra``)."""
+    assert not root.exists() or {p.name for p in root.iterdir()} <= {"_hydra"}, list(root.rglob("*"))
+
+
 @pytest.mark.parametrize("args, expect", [
-    (("algorithm=nope",), "Available options in 'algorithm'"),
-    (("env=nope",), "Available options in 'env'"),
-    (("experiment=nope",), "Available options in 'experiment'"),
-    (("algorithm.etaa=1",), "Key 'etaa' not in"),
-    (("algorithm.eta=abc",), "could not be converted to Float"),
+    (("algorithm=nope",), "Available options in 'algorithm': ce, dg,"),
+    (("algorithm=tpoo",), "algorithm=tpoo: no such option; did you mean tpo?"),
+    (("env=nope",), "Available options in 'env':"),
+    (("experiment=nope",), "Available options in 'experiment':"),
+    (("algorithm.etaa=1",), "algorithm.etaa: unknown key; did you mean eta?"),
+    (("+algorithm.etaa=1",), "algorithm.etaa: unknown key; did you mean eta?"),
+    (("algorithm.eta=abc",), "algorithm.eta: Value 'abc' of type 'str' could not be converted to Float"),
 ])
 def test_bad_input_exits_nonzero_with_choices(tmp_path, args, expect):
-    out = bench(*args, "logger=none", f"run.root={tmp_path}", cwd=tmp_path)
-    text = out.stdout + out.stderr
+    out = bench(*args, "logger=none", f"run.root={tmp_path / 'runs'}", cwd=tmp_path)
     assert out.returncode != 0
-    assert expect in text
-    assert "Traceback" not in text
-    if "Available options" in expect:
-        assert "tabular_single" in text or "tpo" in text
+    assert expect in one_error_line(out)
+    assert "use +" not in out.stderr   # Hydra's "append with +key" hint is replaced by the closest key
+    assert_no_run_directory(tmp_path / "runs")
+
+
+@pytest.mark.parametrize("args, expect", [
+    (("run.seeds=0",), "run.seeds=0: must be >= 1"),
+    (("run.steps=-5",), "run.steps=-5: must be >= 1"),
+    (("env=reversal", "env.k=1", "algorithm=tpo"), "env.k=1: must be >= 2 for algorithm=tpo"),
+    (("env=reversal", "env.k=1", "algorithm=grpo"), "env.k=1: must be >= 2 for algorithm=grpo"),
+    (("env=reversal", "env.k=1", "algorithm=rloo"), "env.k=1: must be >= 2 for algorithm=rloo"),
+    (("env=mnist", "model=table"), "env=mnist needs model=mlp, got model=table"),
+])
+def test_out_of_range_config_is_refused_before_any_run_directory(tmp_path, args, expect):
+    out = bench(*args, "logger=none", f"run.root={tmp_path / 'runs'}", cwd=tmp_path)
+    assert out.returncode == 2
+    assert one_error_line(out).startswith(expect)
+    assert_no_run_directory(tmp_path / "runs")
+
+
+@pytest.mark.parametrize("damage", ["truncated", "wrong-magic"])
+def test_corrupt_mnist_file_is_one_line_and_leaves_no_run_directory(tmp_path, damage):
+    import numpy as np
+
+    from envs.mnist import MNIST_FILES, MNIST_MIRRORS, write_idx
+
+    data = tmp_path / "mnist"
+    rng = np.random.default_rng(0)
+    for name, n, shape in zip(MNIST_FILES, (20, 20, 10, 10), ((28, 28), (), (28, 28), ())):
+        arr = rng.integers(0, 10 if not shape else 256, size=(n, *shape), dtype=np.uint8)
+        write_idx(data / name, arr)
+    bad = data / MNIST_FILES[0]
+    blob = bad.read_bytes()
+    bad.write_bytes(blob[:-100] if damage == "truncated" else b"\x12\x34" + blob[2:])
+    out = bench("env=mnist", f"env.data_dir={data}", "run.steps=2", "logger=none", f"run.root={tmp_path / 'runs'}",
+                cwd=tmp_path)
+    assert out.returncode == 2
+    line = one_error_line(out)
+    assert str(bad) in line and MNIST_MIRRORS[0] in line   # the file, and how to get a good copy
+    assert ("truncated" in line) if damage == "truncated" else ("magic" in line)
+    assert_no_run_directory(tmp_path / "runs")
 
 
 def test_help_lists_experiments_algorithms_envs(tmp_path):
@@ -74,6 +125,6 @@ def test_submitit_local_launcher_runs_a_sweep(tmp_path):
                 cwd=tmp_path)
     assert out.returncode == 0, out.stderr[-2000:]
     from bench.records import read_run
-    runs = [read_run(p) for p in (tmp_path / "adhoc" / "quick").iterdir()]
+    runs = [r for r in map(read_run, (tmp_path / "adhoc" / "quick").iterdir()) if r is not None]  # not report/
     assert sorted(r.config["algorithm"]["name"] for r in runs) == ["pg", "tpo"]
     assert all(r.status == "completed" for r in runs)

@@ -26,11 +26,18 @@ EXPERIMENTS = options("experiment")
 
 @pytest.mark.parametrize("algorithm", options("algorithm"))
 def test_every_algorithm_option_converts(algorithm):
-    s = to_settings(compose([f"algorithm={algorithm}"]))
+    token = compose([f"algorithm={algorithm}"]).algorithm.candidates == "token"   # token groups: sequence tasks
+    s = to_settings(compose([f"algorithm={algorithm}", *(["env=reversal"] if token else [])]))
     assert isinstance(s, Settings)
     assert s.algorithm.name == algorithm
     assert type(s.loss_params) is ALGORITHMS[s.algorithm.loss].params
     assert dataclasses.is_dataclass(s.algorithm) and dataclasses.is_dataclass(s.env)
+
+
+#: an env that runs with each model / optimizer option (a model or optimizer option alone
+#: is checked against the default env's family, see test_env_selects_its_model_and_optimizer)
+ENV_FOR = {("model", "table"): "tabular_single", ("model", "mlp"): "mnist", ("model", "transformer"): "reversal",
+           ("optim", "muon"): "reversal"}
 
 
 @pytest.mark.parametrize("group", ["env", "model", "optim", "logger", "launcher", "scale"])
@@ -41,10 +48,38 @@ def test_every_group_option_composes(group):
         if group == "launcher" and option != "basic":
             pytest.importorskip("hydra_plugins.hydra_joblib_launcher" if option == "joblib"
                                 else "hydra_plugins.hydra_submitit_launcher")
-        cfg = compose([f"{group}={option}"])
+        env = ENV_FOR.get((group, option))
+        cfg = compose([f"{group}={option}", *([f"env={env}"] if env else [])])
         s = to_settings(cfg)
         if group in ("env", "model", "optim", "logger"):
             assert getattr(s, group).name == option
+
+
+@pytest.mark.parametrize("env, model, optim, lr", [
+    ("tabular_single", "table", "normalised_step", 0.1),   # paper §2: logit table, α = 0.1
+    ("tabular_multi", "table", "normalised_step", 0.1),
+    ("mnist", "mlp", "adam", 1e-3),                        # Fig. 4: 784-50-50-10 MLP, Adam lr 1e-3
+    ("reversal", "transformer", "muon", 1e-3),             # §4: transformer, Muon + AdamW lr 1e-3
+])
+def test_env_selects_its_model_and_optimizer(env, model, optim, lr):
+    s = to_settings(compose([f"env={env}", "algorithm=tpo"]))
+    assert (s.env.name, s.model.name, s.optim.name, s.optim.lr) == (env, model, optim, lr)
+
+
+def test_explicit_model_and_optimizer_win_over_the_envs_choice():
+    cfg = compose(["env=mnist", "optim=normalised_step", "optim.lr=0.5"])
+    assert (cfg.model.name, cfg.optim.name, cfg.optim.lr) == ("mlp", "normalised_step", 0.5)
+    assert to_settings(cfg).optim.name == "normalised_step"
+    cfg = compose(["env=mnist", "model=transformer"])   # the user's choice is kept, then refused clearly
+    assert cfg.model.name == "transformer"
+    with pytest.raises(ConfigError, match=r"^env=mnist needs model=mlp, got model=transformer$"):
+        to_settings(cfg)
+
+
+def test_experiment_model_choice_is_kept_over_the_envs():
+    """An experiment's `override /model` (and the command line) come before the env's choice."""
+    cfg = compose(["experiment=mnist", "model=mlp", "model.hidden=[7]"])
+    assert cfg.model.hidden == [7] and cfg.optim.name == "adam"
 
 
 def _grid(cfg) -> dict[str, list[str]]:

@@ -273,6 +273,33 @@ def test_corrupt_file_in_set_names_file(tmp_path):
     assert str(paths[2]) in str(err.value)
 
 
+@pytest.mark.parametrize("damage", ["truncated", "wrong-magic"])
+@pytest.mark.parametrize("gz", [False, True])
+def test_unreadable_file_is_one_line_like_a_missing_one(tmp_path, damage, gz):
+    """A corrupt or truncated file in the set raises MnistUnreadable (a MnistNotFound, as a
+    missing file does): one line naming the file and where a good copy comes from."""
+    _, paths = make_set(tmp_path, gz=gz)
+    bad = paths[0]
+    raw = read_idx(bad)
+    blob = struct.pack(">IIII", 0x00000803, *raw.shape) + raw.tobytes()
+    blob = blob[:-5] if damage == "truncated" else struct.pack(">I", 0x12340803) + blob[4:]
+    bad.write_bytes(gzip.compress(blob) if gz else blob)
+    with pytest.raises(mnist.MnistUnreadable) as err:
+        load_mnist(tmp_path, download=False)
+    assert isinstance(err.value, MnistNotFound) and isinstance(err.value, ValueError)
+    msg = str(err.value)
+    assert "\n" not in msg and str(bad) in msg
+    assert ("truncated" if damage == "truncated" else "magic") in msg
+    assert f"{mnist.MNIST_MIRRORS[0]}{MNIST_FILES[0]}.gz" in msg and "delete it and rerun" in msg
+
+
+def test_unreadable_fashion_file_says_how_to_reinstall(tmp_path):
+    _, paths = make_set(tmp_path)
+    paths[3].write_bytes(b"\x00\x00\x08")
+    with pytest.raises(mnist.MnistUnreadable, match="apt-get install --reinstall dataset-fashion-mnist"):
+        load_mnist(tmp_path, source="fashion-mnist")
+
+
 def test_unknown_source_rejected(tmp_path):
     with pytest.raises(ValueError, match="unknown MNIST source"):
         load_mnist(tmp_path, source="cifar", download=False)
