@@ -1,4 +1,4 @@
-"""MNIST contextual-bandit family (EXPERIMENTS.md §2 "MNIST contextual bandit").
+"""MNIST contextual-bandit family (TPO paper §3.3, Fig. 4a and Appendix C; docs/paper-map.md §4).
 
 Per step and seed: B images drawn with replacement from the training set
 (stream "data"), one class a ~ π(·|x) sampled per image (stream "sample"),
@@ -11,14 +11,21 @@ Batches (K = 10 classes, T = 1: a class is a one-token sequence):
   N = B sampled classes; ``rewards`` R, ``baseline`` b = Σ_k π_k² (the expected
   reward of the snapshot policy, frozen; read by ``baseline="expected"``).
   Algorithms that read ``values`` get V(x) from the separate value MLP; DRO-V
-  and KTO also get ``scores`` = R standardised over the minibatch (§1: "scores
-  normalised to mean 0, variance 1"; the TPO rule, so an all-equal batch gives 0)
+  and KTO also get ``scores`` = R standardised over the minibatch (DRO paper, Richemond
+  et al. 2024: scores normalised to mean 0, variance 1; the TPO rule, so an all-equal
+  batch gives 0)
   and ``logp_ref`` of the sampled class under the reference policy —
   ``reference="snapshot"`` (the rollout policy, the default) or ``"initial"``
   (a frozen copy of the initial weights).
 * ``group`` with ``candidates="all"`` (TPO, Group PG): G = B groups of the K
   classes; scores = A·onehot(a), A = R − b, so the standardised score is
   ±3 on the sampled class and ∓1/3 elsewhere (only the sign of A matters).
+  TPO fits all K classes to its target. Group PG weights the log-probability of the
+  SAMPLED class only, by its standardised score u_a = ±3 (paper Appendix C: "the
+  unsampled coordinates do not enter the scalar-weighted loss"; the reference code
+  does the same): its batch carries ``mask`` = onehot(a), so ℓ_θ of every unsampled
+  class is 0 while the standardisation still runs over all K classes. Expected
+  update 6·π_y(e_y − π) = 6·g_PG (Appendix C).
 * ``group`` with ``candidates="sampled"`` (single-sample GRPO): ONE group of
   K = B samples (one per image), scored by R — the loss standardises over the batch.
 * ``group`` with ``candidates="label"`` (CE oracle): all K classes scored by
@@ -40,7 +47,7 @@ import torch
 from torch import Tensor
 
 from algorithms import ops
-from algorithms.shaping import standardise_scores
+from algorithms.dro import normalise_scores
 from bench import metrics as M
 from bench.families import mnist_mechanism as mech
 from bench.models.mlp import StackedMlp
@@ -52,6 +59,8 @@ N_CLASSES = 10
 N_PIXELS = 784
 #: Losses that read ``scores`` (normalised R) and ``logp_ref`` on trajectory batches.
 REFERENCE_LOSSES = ("dro_v", "kto")
+#: Group losses whose ``candidates="all"`` batch lets only the sampled class enter (paper Appendix C).
+SAMPLED_CLASS_ONLY = ("group_pg",)
 
 
 @dataclass
@@ -103,6 +112,7 @@ class MnistBanditTask:
         self.value = (StackedMlp([N_PIXELS, *model.value_hidden, 1], generators(self.seeds, "value_init"), device)
                       if self.needs_values else None)
         self.uses_reference = algo.loss in REFERENCE_LOSSES
+        self.score_params = settings.loss_params if self.uses_reference else None  # DRO-V/KTO score normalisation
         self.reference = getattr(algo, "reference", "snapshot") if self.uses_reference else None
         self.ref_params = self.policy.snapshot() if self.reference == "initial" else None
         self.data_gens = generators(self.seeds, "data")
@@ -113,6 +123,8 @@ class MnistBanditTask:
             raise ValueError(f"mnist: no batch for {batch_kind} losses with candidates={algo.candidates!r}; "
                              f"valid (batch kind/candidates): {valid}")
         self.fields: Callable[[MnistBanditTask, MnistRollout, Tensor], dict[str, Tensor]] = _BUILDERS[key]
+        if algo.loss in SAMPLED_CLASS_ONLY and key == ("group", "all"):
+            self.fields = _all_classes_sampled_enters
 
     def parameters(self) -> list[Tensor]:
         return list(self.policy.params) + (list(self.value.params) if self.value is not None else [])
@@ -165,7 +177,7 @@ def _trajectories(task: MnistBanditTask, ro: MnistRollout, logp: Tensor) -> dict
         fields["values"] = task.value(ro.x)[..., 0]
     if task.uses_reference:
         fields["logp_ref"] = ro.logp_ref[..., None]
-        fields["scores"] = standardise_scores(ro.rewards)
+        fields["scores"] = normalise_scores(ro.rewards, task.score_params)
     return fields
 
 
@@ -173,6 +185,14 @@ def _all_classes(task: MnistBanditTask, ro: MnistRollout, logp: Tensor) -> dict[
     onehot = torch.nn.functional.one_hot(ro.actions, N_CLASSES).to(logp.dtype)
     return {"logp": logp[..., None], "logp_old": ro.logp_old[..., None],
             "scores": (ro.rewards - ro.baseline)[..., None] * onehot}
+
+
+def _all_classes_sampled_enters(task: MnistBanditTask, ro: MnistRollout, logp: Tensor) -> dict[str, Tensor]:
+    """Group PG: scores over all K classes (standardised over them), but only the sampled class's
+    log-probability enters the loss (mask = onehot(a) zeroes ℓ_θ of the unsampled classes)."""
+    fields = _all_classes(task, ro, logp)
+    fields["mask"] = torch.nn.functional.one_hot(ro.actions, N_CLASSES).to(logp.dtype)[..., None]
+    return fields
 
 
 def _sampled_group(task: MnistBanditTask, ro: MnistRollout, logp: Tensor) -> dict[str, Tensor]:

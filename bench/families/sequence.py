@@ -1,4 +1,5 @@
-"""Transformer sequence family: the token reversal tasks (EXPERIMENTS.md §2; paper Tables 1–3, 5).
+"""Transformer sequence family: the token reversal tasks (TPO paper §3.4–3.7 and §4, Tables 1–3 and 5,
+Figs. 8 and 10–15; docs/paper-map.md §5).
 
 All seeds of a configuration run in one process. Every policy parameter is
 stacked with a leading seed axis S (seed s initialised from its own ``"init"``
@@ -71,7 +72,7 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call, vmap
 
-from algorithms.shaping import standardise_scores
+from algorithms.dro import normalise_scores
 from bench import metrics as M
 from bench import rollout as R
 from bench.models.transformer import TransformerConfig, TransformerPolicy, lecun_normal_
@@ -256,6 +257,7 @@ class SequenceTask:
         self.reference = _reference_kind(loss, params)
         self.initial = init if self.reference == "initial" else None
         self.normalise_scores = loss in ("dro_v", "kto")
+        self.score_params = params if self.normalise_scores else None   # DRO-V/KTO score normalisation
         self.value: dict[str, Tensor] = {}
         if loss == "dro_v" or getattr(params, "baseline", None) == "learned" or \
                 (loss == "ppo" and getattr(params, "value_coef", 0.0) > 0):
@@ -281,6 +283,10 @@ class SequenceTask:
     def parameter_roles(self) -> dict[str, str]:
         """Optimizer roles: the template's (attention/ffn/head/embedding/norm/bias) + ``value``."""
         return {**self.template.parameter_roles(), **{k: "value" for k in self.value}}
+
+    def parameter_views(self) -> dict[str, tuple[int, int]]:
+        """The template's reference matrix views (q/k/v biases as [heads, head_dim]); seed axis = batch."""
+        return self.template.parameter_views()
 
     def _forward(self, p: dict[str, Tensor]) -> Callable[[Tensor], Tensor]:
         return lambda tokens: functional_call(self.template, p, (tokens,))
@@ -400,7 +406,7 @@ def _token_group(task: SequenceTask, ro: SeqRollout, logp: Tensor) -> dict[str, 
 
 def _single_trajectories(task: SequenceTask, ro: SeqRollout, logp: Tensor) -> dict[str, Tensor]:
     fields = {"logp": logp, "logp_old": ro.logp_old, "rewards": ro.rewards,
-              "scores": standardise_scores(ro.scores) if task.normalise_scores else ro.scores}
+              "scores": normalise_scores(ro.scores, task.score_params) if task.normalise_scores else ro.scores}
     if task.value:
         fields["values"] = value_forward(task.value, ro.prompts, task.env.vocab)
     if ro.logp_ref is not None:

@@ -9,12 +9,21 @@ sequence):
   - ``trajectory`` losses (PG, DG, PPO, ...): the B sampled arms, rewards R − b;
   - ``group`` losses, ``candidates="sampled"`` (GRPO): one group of K = B sampled arms
     scored R − b (the batch is standardised);
-  - ``candidates="all"`` (TPO): one group of all A arms scored by the per-arm
-    mean of R − b over the batch (0 for unsampled arms);
+  - ``candidates="all"`` (TPO): one group of all A arms scored by
+    :func:`arm_scores` (``env.tpo_arm_score``): by default the batch average of the
+    per-sample score vectors (R_b − b)·e_{a_b}, i.e. Σ_{b: a_b = a}(R_b − b)/B, as the
+    TPO reference implementation builds them; ``arm_mean`` divides by arm a's own
+    sample count instead. Unsampled arms score 0 either way;
   - ``candidates="label"`` (CE): all A arms scored by the one-hot correct arm.
 * multi-context exact bandit (``TabularMultiConfig``): every action of every
   context is enumerated and weighted by π (``weights``), so each loss returns
   its exact population update; ``candidates`` is not used.
+
+Misalignment (``train/misalignment``) is 1 − cos(g, g_ref) with the first-epoch
+ascent direction g = −∇_z loss: g_ref = π_y(e_y − π) (single context, TPO paper
+§3.1) or e_y − π (multi-context, §3.2). ``env.cosine_eps`` = ε selects the cosine:
+0 (default) the exact one, ε > 0 the form g·g_ref/(√(‖g‖² + ε)·√(‖g_ref‖² + ε)) that
+the reference implementation computes with ε = 1e-12 (:func:`misalignment`).
 """
 from __future__ import annotations
 
@@ -91,10 +100,41 @@ class TabularSingleTask:
 
     def grad_metrics(self, ro: SingleRollout) -> dict[str, Tensor]:
         oracle = tab.pg_direction(ro.logp_old.exp(), self.cfg.correct)
-        return {M.MISALIGNMENT: tab.misalignment(-self.z.grad, oracle)}
+        return {M.MISALIGNMENT: misalignment(-self.z.grad, oracle, self.cfg.cosine_eps)}
 
     def after_step(self, step: int) -> dict[str, Tensor]:
         return {}
+
+
+def arm_scores(arms: Tensor, adv: Tensor, n_arms: int, kind: str) -> Tensor:
+    """TPO's single-context score vector s [S, A] from the sampled arms and advantages [S, B].
+
+    ``kind="batch_average"`` (default; the TPO reference implementation): the batch average
+    of the per-sample score vectors adv_b·e_{a_b}, s_a = Σ_{b: a_b = a} adv_b / B.
+    ``kind="arm_mean"``: the mean of adv over arm a's own samples, s_a = Σ_{b: a_b = a} adv_b / n_a.
+    Unsampled arms score 0. The two differ by the per-arm factor n_a/B, which survives the
+    standardisation over the A arms (TPO paper §3.1; Appendix A). ValueError for another kind.
+    """
+    if kind == "batch_average":
+        total = torch.zeros(arms.shape[0], n_arms, dtype=adv.dtype, device=adv.device).scatter_add_(1, arms, adv)
+        return total / arms.shape[1]
+    if kind == "arm_mean":
+        return tab.per_arm_mean(arms, adv, n_arms)
+    raise ValueError(f"env.tpo_arm_score={kind!r}; valid: {', '.join(tab.TPO_ARM_SCORES)}")
+
+
+def misalignment(g: Tensor, g_ref: Tensor, eps: float = 0.0) -> Tensor:
+    """1 − cos(g, g_ref) per seed over all non-seed axes: [S, ...] → [S].
+
+    eps = 0: the exact cosine (:func:`envs.tabular.misalignment`). eps > 0: the reference
+    implementation's g·g_ref / (√(‖g‖² + eps)·√(‖g_ref‖² + eps)) (it uses eps = 1e-12), which
+    tends to 1 once both norms fall well below √eps (policies within ~1e-5 of convergence).
+    """
+    if eps == 0:
+        return tab.misalignment(g, g_ref)
+    a, b = g.reshape(g.shape[0], -1), g_ref.reshape(g_ref.shape[0], -1)
+    dot = (a * b).sum(-1)
+    return 1.0 - dot / (((a * a).sum(-1) + eps).sqrt() * ((b * b).sum(-1) + eps).sqrt())
 
 
 def _single_trajectories(task: TabularSingleTask, ro: SingleRollout, logp: Tensor) -> dict[str, Tensor]:
@@ -108,7 +148,7 @@ def _single_sampled_group(task: TabularSingleTask, ro: SingleRollout, logp: Tens
 
 
 def _single_all_arms(task: TabularSingleTask, ro: SingleRollout, logp: Tensor) -> dict[str, Tensor]:
-    scores = tab.per_arm_mean(ro.arms, ro.adv, task.cfg.n_arms)
+    scores = arm_scores(ro.arms, ro.adv, task.cfg.n_arms, task.cfg.tpo_arm_score)
     return {"logp": logp[:, None, :, None], "logp_old": ro.logp_old[:, None, :, None], "scores": scores[:, None, :]}
 
 
@@ -161,7 +201,8 @@ class TabularMultiTask:
                 "weights": logp_old.exp()}
 
     def grad_metrics(self, logp_old: Tensor) -> dict[str, Tensor]:
-        return {M.MISALIGNMENT: tab.misalignment(-self.z.grad, tab.ce_direction(logp_old.exp(), self.cfg.correct))}
+        oracle = tab.ce_direction(logp_old.exp(), self.cfg.correct)
+        return {M.MISALIGNMENT: misalignment(-self.z.grad, oracle, self.cfg.cosine_eps)}
 
     def after_step(self, step: int) -> dict[str, Tensor]:
         """The paper reports the error *after* each exact step."""

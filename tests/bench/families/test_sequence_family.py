@@ -2,6 +2,7 @@
 numbers, seed batching, batch shapes, and a smoke run of every sequence method."""
 from __future__ import annotations
 
+import functools
 import math
 
 import pytest
@@ -241,3 +242,114 @@ def test_grouped_methods_run_once_for_both_matching_modes(tmp_path):
     tidy = collect(tmp_path, "table3_terminal", "quick").tidy
     cells = tidy.groupby(["algorithm.name", "env.matching"], observed=True).size()
     assert set(cells.index) == {("tpo", "prompt"), ("tpo", "interaction"), ("ppo", "prompt"), ("ppo", "interaction")}
+
+
+# -- the experiments' settings against the TPO paper ----------------------------------------------------
+@functools.lru_cache(maxsize=None)
+def experiment_grid(experiment: str, scale: str) -> tuple:
+    """Settings at the experiment's sweep-grid points at ``scale``: every value of every axis, the other
+    axes at their first value (so each axis' full set of values is seen)."""
+    from hydra import compose as hydra_compose, initialize_config_dir
+    from bench.cli import CONF_DIR, register_all
+
+    register_all()
+    with initialize_config_dir(str(CONF_DIR), version_base=None):
+        cfg = hydra_compose("config", overrides=[f"experiment={experiment}", f"scale={scale}"],
+                            return_hydra_config=True)
+    grid = {k: str(v).split(",") for k, v in (cfg.hydra.sweeper.params or {}).items()}
+    first = {k: vs[0] for k, vs in grid.items()}
+    points = [dict(first, **{k: v}) for k, vs in grid.items() for v in vs] or [first]
+    unique = {tuple(sorted(p.items())): p for p in points}.values()
+    return tuple(to_settings(compose([f"experiment={experiment}", f"scale={scale}", "logger=none",
+                                      *(f"{k}={v}" for k, v in p.items())])) for p in unique)
+
+
+def _values(points, get) -> set:
+    return {get(s) for s in points}
+
+
+# experiment: (paper location, algorithms, {getter name: allowed values}, seeds)
+TERMINAL_8 = dict(logic={"reverse_copy"}, reward={"terminal"}, horizon={8}, vocab={2}, batch_size={256}, steps={2000})
+PAPER_SETTINGS = {
+    "table1_vocab": ("Table 1", {"tpo_token", "grpo_token", "dg", "ppo"},
+                     dict(logic={"reverse_copy"}, reward={"bag"}, horizon={10}, vocab={2, 4, 8, 16}, batch_size={100},
+                          k={8}, steps={1000}, matching={"prompt"}), 20),
+    "table2_variations": ("Table 2", {"tpo_token", "grpo_token", "dg", "ppo"},
+                          dict(logic={"copy", "flip", "reverse_copy", "reverse_flip"}, reward={"bag", "sequential"},
+                               horizon={10}, vocab={2}, batch_size={100}, k={8}, steps={1000},
+                               matching={"prompt", "interaction"}), 10),
+    "table3_terminal": ("Table 3", {"tpo", "grpo", "grpo_nokl", "ppo", "dg", "dro_v", "reinforce_lb"},
+                        dict(logic={"reverse_copy"}, reward={"terminal"}, horizon={7, 8, 9, 10}, vocab={2},
+                             batch_size={100}, k={8}, steps={2000}, matching={"prompt", "interaction"}), 20),
+    "ablation_anchor": ("Fig. 8", {"tpo", "tpo_no_anchor", "group_pg", "grpo", "grpo_nokl"},
+                        dict(logic={"reverse_copy"}, reward={"terminal"}, horizon={7, 8, 10}, vocab={2},
+                             batch_size={100}, k={8}, steps={2000}, matching={"prompt"}), 20),
+    "table5_eta": ("Table 5", {"tpo_token"},
+                   dict(logic={"reverse_copy"}, reward={"bag"}, horizon={10}, vocab={2}, batch_size={100}, k={8},
+                        eta={0.25, 0.5, 1.0, 2.0, 4.0}, matching={"prompt"}), 10),
+    "diagnostics_sparse": ("§4, Figs. 10, 11, 14", {"tpo", "tpo_1ep", "grpo", "grpo_nokl", "ppo", "dg"},
+                           dict(TERMINAL_8, k={32}), 10),
+    "sweep_k": ("Fig. 12", {"tpo", "grpo"}, dict(TERMINAL_8, k={4, 8, 16, 32, 64}), 30),
+    "sweep_epochs": ("Fig. 15", {"tpo", "grpo"}, dict(TERMINAL_8, k={32}, epochs={1, 2, 4, 8, 16}), 30),
+    "grpo_masking": ("Fig. 13", {"grpo", "grpo_masked", "tpo"}, dict(TERMINAL_8, k={32}), 30),
+}
+GETTERS = {"logic": lambda s: s.env.logic, "reward": lambda s: s.env.reward, "horizon": lambda s: s.env.horizon,
+           "vocab": lambda s: s.env.vocab, "batch_size": lambda s: s.env.batch_size, "k": lambda s: s.env.k,
+           "steps": lambda s: s.run.steps, "matching": lambda s: s.env.matching,
+           "eta": lambda s: s.loss_params.eta, "epochs": lambda s: s.algorithm.epochs}
+# gradient epochs per batch (TPO paper §3, App. E; the reference reuses REINFORCE batches 4 times)
+EPOCHS = {"dg": 1, "dro_v": 1, "tpo_1ep": 1}
+
+
+@pytest.mark.parametrize("experiment", sorted(PAPER_SETTINGS))
+def test_sequence_experiment_is_the_paper_setting_at_paper_scale(experiment):
+    where, algorithms, expected, seeds = PAPER_SETTINGS[experiment]
+    points = experiment_grid(experiment, "paper")
+    assert _values(points, lambda s: s.algorithm.name) == algorithms, where
+    for name, allowed in expected.items():
+        assert _values(points, GETTERS[name]) == allowed, (where, name)
+    assert _values(points, lambda s: s.run.seeds) == {seeds}, where
+    assert _values(points, lambda s: (s.model.name, s.optim.name, s.optim.lr)) == {("transformer", "muon", 1e-3)}
+    if "epochs" not in expected:
+        for s in points:
+            assert s.algorithm.epochs == EPOCHS.get(s.algorithm.name, 4), (where, s.algorithm.name)
+
+
+@pytest.mark.parametrize("experiment", sorted(PAPER_SETTINGS) + ["tabular_single", "tabular_multi"])
+def test_quick_scale_changes_only_seeds_steps_horizon_and_grid(experiment):
+    """Quick = the paper setting with fewer seeds/steps, a smaller H or a sub-grid: same code path."""
+    import dataclasses
+
+    def key(s):
+        d = {g: dataclasses.asdict(getattr(s, g)) for g in ("algorithm", "env", "model", "optim")}
+        d["run"] = {k: v for k, v in dataclasses.asdict(s.run).items() if k not in ("seeds", "steps")}
+        d["env"].pop("horizon", None)
+        return repr(sorted(d.items()))
+
+    paper = {key(s) for s in experiment_grid(experiment, "paper")}
+    quick = experiment_grid(experiment, "quick")
+    assert all(key(s) in paper for s in quick), experiment
+    q = quick[0]
+    p = experiment_grid(experiment, "paper")[0]
+    assert q.run.seeds <= p.run.seeds and q.run.steps <= p.run.steps
+
+
+def test_table5_default_is_token_tpo_on_bag_reward_and_the_terminal_reading_is_an_override():
+    s = to_settings(compose(["experiment=table5_eta", "logger=none"]))
+    assert (s.algorithm.name, s.algorithm.candidates, s.env.reward, s.env.horizon, s.algorithm.epochs) == \
+        ("tpo_token", "token", "bag", 10, 4)
+    quick = to_settings(compose(["experiment=table5_eta", "scale=quick", "logger=none"]))
+    assert (quick.env.horizon, quick.run.seeds, quick.run.steps) == (10, 3, 300)
+    old = to_settings(compose(["experiment=table5_eta", "algorithm=tpo", "env.reward=terminal", "run.steps=2000",
+                               "algorithm.eta=0.5", "logger=none"]))
+    assert (old.algorithm.candidates, old.env.reward, old.loss_params.eta) == ("sampled", "terminal", 0.5)
+
+
+def test_reinforce_takes_four_epochs_in_table3_and_one_in_the_bandits():
+    for algorithm in ("reinforce_lb", "pg"):
+        s = to_settings(compose(["experiment=table3_terminal", f"algorithm={algorithm}", "logger=none"]))
+        assert s.algorithm.epochs == 4, algorithm
+    for experiment in ("tabular_single", "tabular_multi", "mnist"):
+        s = to_settings(compose([f"experiment={experiment}", "algorithm=pg", "logger=none"]))
+        assert s.algorithm.epochs == 1, experiment
+    assert to_settings(compose(["algorithm=pg", "logger=none"])).algorithm.epochs == 1   # the algorithm default
