@@ -17,8 +17,10 @@ $(BIN)/bench: pyproject.toml .ci/constraints.txt
 
 install: $(BIN)/bench
 
-# Main job: real sweeps on the embedded defaults, each ending in a printed table
-# written under results/ (W&B mirror offline; no account, GPU or internet).
+# Main job: real sweeps on the embedded defaults, each ending in a printed table and its
+# cell-by-cell comparison with the committed one in results/ (W&B mirror offline; no
+# account, GPU or internet). Tables and figures go to runs/<experiment>/<scale>/report/
+# (ignored by git); results/ is only written by `bench-report NAME --scale S --publish`.
 main: install
 	$(BIN)/bench experiment=tabular_single scale=paper
 	$(BIN)/bench experiment=tabular_multi scale=quick

@@ -3,7 +3,8 @@
 A run directory holds::
 
     config.yaml       resolved config (written first, atomically)
-    provenance.json   git SHA + dirty flag, package versions, device, host, argv, start time
+    provenance.json   git SHA + dirty flag, package versions, device, host, argv, start time,
+                      the Hydra sweep (directory, job number) when run inside a multirun
     metrics.jsonl     one JSON object per line: {"step": int, "seed": int, "<metric>": float, ...}
     summary.json      {"status", "wall_time_s", "final", "error", "seeds", "steps_done", "config_hash", ...}
 
@@ -91,6 +92,7 @@ def provenance(device: str = "cpu", extra: Optional[Mapping[str, Any]] = None) -
         "cpu_count": os.cpu_count(),
         "argv": list(sys.argv),
         "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "sweep": current_sweep(),
     }
     try:
         import torch
@@ -100,6 +102,21 @@ def provenance(device: str = "cpu", extra: Optional[Mapping[str, Any]] = None) -
     if extra:
         info.update(extra)
     return info
+
+
+def current_sweep() -> Optional[dict[str, Any]]:
+    """``{"dir": absolute Hydra sweep directory, "job": job number}`` when called inside a job of a
+    Hydra multirun, else ``None``. Ad-hoc reports use it to show only the runs of one sweep."""
+    try:
+        from hydra.core.hydra_config import HydraConfig
+        if not HydraConfig.initialized():
+            return None
+        hc = HydraConfig.get()
+        if str(hc.mode) != "RunMode.MULTIRUN":
+            return None
+        return {"dir": str(Path(hc.sweep.dir).resolve()), "job": hc.job.get("num")}
+    except Exception:  # noqa: BLE001 - provenance must never fail a run
+        return None
 
 
 def _device_name(device: str) -> str:

@@ -1,24 +1,41 @@
 """``build_report``: records of one experiment -> tables, figures and a Markdown report.
 
-Writes, under ``<results_root>/<experiment>/<scale>/``::
+Where it writes: always to an output directory that git ignores, by default beside the records,
+``<runs_root>/<experiment>/<scale>/report/`` (ad-hoc sweeps: ``<runs_root>/adhoc/<scale>/report/<sweep>/``)::
 
-    <table>.md    one table with its provenance header, notes, claims, runs not included
-    <table>.csv   the table's numeric cells (machine readable)
-    <table>.png   learning curves (seed mean ± s.e.) of the table's metric
-    report.md     every table of the experiment with one provenance header (returned text)
+    <table>.md          one table with its provenance header, notes, claims, runs not included
+    <table>.csv         the table's numeric cells (machine readable)
+    curves_<metric>.png learning curves (seed mean ± s.e.), one per distinct metric and grouping
+    profile_<metric>.png performance profile (tables with a per-seed spread threshold)
+    report.md           every table under one provenance header, plus the comparison with the
+                        committed tables (the returned text)
+
+The committed tables in ``<results_root>/<experiment>/<scale>/`` are only written with
+``publish=True``; a table from an incomplete grid does not replace a committed one unless
+``force=True``. The report always knows the experiment's expected grid (:mod:`bench.report.grid`):
+missing runs are marked in the tables and named in the header.
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Sequence
 
 import pandas as pd
 
 from bench.report import render
-from bench.report.collect import collect
-from bench.report.figures import plot_curves
-from bench.report.tables import TABLES, Table, build_table, check_claims, specs_for
+from bench.report.collect import Collected, collect
+from bench.report.compare import compare_tables, render_comparison
+from bench.report.figures import plot_figures
+from bench.report.grid import ExpectedRun, GridError, differences, expected_grid, is_shared_matching, matches
+from bench.report.tables import (ADHOC_ROW, TABLES, ClaimCheck, Table, adhoc_specs, build_table, check_claims,
+                                 specs_for)
+
+ADHOC = "adhoc"
+"""The experiment name of runs made without ``experiment=`` (:class:`bench.schema.BenchConfig`)."""
+JOB_RUN_FILE = "bench_run.json"
+"""Written into each Hydra job directory of a sweep: the identity hash of the run the job used."""
 
 
 class ReportError(RuntimeError):
@@ -31,19 +48,37 @@ class NoRunsError(ReportError, FileNotFoundError):
 
 @dataclass
 class ReportResult:
-    """What :func:`build_report` produced."""
+    """What :func:`build_report` produced.
+
+    ``out_dir``: where the files were written; ``expected``: the grid (``None`` when unknown);
+    ``missing``: labels of expected runs without a completed record; ``comparisons``: table name
+    -> cell-by-cell comparison with the committed table (:mod:`bench.report.compare`);
+    ``published``: whether ``results/`` was written; ``publish_note``: what happened on publish.
+    """
 
     experiment: str
     scale: str
     markdown: str
     paths: list[Path] = field(default_factory=list)
     tables: dict[str, Table] = field(default_factory=dict)
-    claims: list[str] = field(default_factory=list)
+    claims: list[ClaimCheck] = field(default_factory=list)
     runs: Optional[pd.DataFrame] = None
+    out_dir: Optional[Path] = None
+    expected: Optional[list[ExpectedRun]] = None
+    missing: list[str] = field(default_factory=list)
+    comparisons: dict[str, pd.DataFrame] = field(default_factory=dict)
+    published: bool = False
+    publish_note: str = ""
+
+    @property
+    def complete(self) -> bool:
+        """Every expected run has a completed record (true when the grid is unknown)."""
+        return not self.missing
 
 
 def _no_runs(where: Path, experiment: str) -> NoRunsError:
-    return NoRunsError(f"no runs of experiment '{experiment}' in {where}; produce them with: bench experiment={experiment}")
+    hint = "bench -m algorithm=... (an ad-hoc sweep)" if experiment == ADHOC else f"bench experiment={experiment}"
+    return NoRunsError(f"no runs of experiment '{experiment}' in {where}; produce them with: {hint}")
 
 
 def resolve_scale(runs_root: Path, experiment: str, scale: Optional[str]) -> str:
@@ -66,14 +101,126 @@ def _needed_metrics(experiment: str) -> Optional[set[str]]:
     return {s.metric for s in specs} if specs else None
 
 
+def default_out_dir(runs_root: Path, experiment: str, scale: str, sweep: Optional[Path] = None) -> Path:
+    """``<runs_root>/<experiment>/<scale>/report`` (ad-hoc sweep: ``.../report/<sweep dir name>``)."""
+    out = Path(runs_root) / experiment / scale / "report"
+    if sweep is not None:
+        parts = Path(sweep).resolve().parts
+        out = out / "_".join(parts[-2:])
+    return out
+
+
+# -- selecting the runs of a table -----------------------------------------------------------
+@dataclass
+class Selection:
+    """The runs a report uses: ``runs`` (every record, with ``included``/``reason`` updated),
+    ``table_runs`` (those the tables are built from), ``tidy`` (their values), ``missing``
+    (labels), ``missing_configs`` (flattened configs of the missing runs), ``differences``."""
+
+    runs: pd.DataFrame
+    table_runs: pd.DataFrame
+    tidy: pd.DataFrame
+    missing: list[str] = field(default_factory=list)
+    missing_configs: list[dict] = field(default_factory=list)
+    differences: list[str] = field(default_factory=list)
+
+
+def _row_dict(row: pd.Series) -> dict:
+    return {k: v for k, v in row.items() if "." in str(k)}
+
+
+def select_grid(data: Collected, grid: Sequence[ExpectedRun], experiment: str, scale: str) -> Selection:
+    """Match records to grid points (:func:`bench.report.grid.matches`).
+
+    At each grid point the completed configuration closest to the experiment file is used (fewest
+    differing identity-relevant values, then the most recent); every other record is left out with
+    a reason: a different configuration of the same grid point, or not a grid point at all.
+    """
+    runs = data.runs.copy()
+    live = runs[~runs["superseded"]]
+    axes = sorted({k for e in grid for k in e.coords})
+    used: set[str] = set()          # the completed record chosen at each grid point
+    unfinished: set[str] = set()    # records of grid points that have no completed one (NaN cells)
+    at_point: set[str] = set()
+    missing, missing_configs, diffs = [], [], []
+    for expected in grid:
+        here = [r for _, r in live.iterrows() if matches(_row_dict(r), expected)]
+        at_point.update(r["run_id"] for r in here)
+        done = [r for r in here if r["included"]]
+        if not done:
+            missing.append(expected.label)
+            missing_configs.append(dict(expected.config))
+            unfinished.update(r["run_id"] for r in here)
+            continue
+        diff_of = {r["run_id"]: differences(expected.config, _row_dict(r), is_shared_matching(_row_dict(r)))
+                   for r in done}
+        done.sort(key=lambda r: (len(diff_of[r["run_id"]]), -float(r["recency"])))
+        best = done[0]["run_id"]
+        used.add(best)
+        if diff_of[best]:
+            diffs.append(f"{expected.label}: {'; '.join(diff_of[best])}")
+        for other in done[1:]:
+            if other["run_id"] not in used:
+                runs.loc[runs["run_id"] == other["run_id"], "reason"] = (
+                    f"another configuration of {expected.label} (differs from the experiment file in: "
+                    f"{'; '.join(diff_of[other['run_id']]) or 'nothing'}); a closer or newer record is used")
+    for idx, row in live.iterrows():
+        if row["run_id"] in used:
+            continue
+        if row["run_id"] not in at_point:
+            where = ", ".join(f"{k}={row.get(k)}" for k in axes)
+            runs.loc[idx, "reason"] = f"not a grid point of {experiment}/{scale} ({where})" + (
+                f"; {row['reason']}" if row["reason"] else "")
+        runs.loc[idx, "included"] = False
+    table_runs = runs[runs["run_id"].isin(used | unfinished) & ~runs["superseded"]]
+    tidy = data.tidy[data.tidy["run_id"].isin(table_runs["run_id"])]
+    return Selection(runs, table_runs, tidy, missing, missing_configs, diffs)
+
+
+def sweep_members(sweep: Path, runs: pd.DataFrame) -> set[str]:
+    """Run ids of the runs a Hydra sweep used: records it wrote (``provenance.json`` ``sweep``) and
+    records its jobs reused (``<sweep>/<job>/bench_run.json``: the identity hash)."""
+    sweep = Path(sweep).resolve()
+    hashes = set()
+    for path in sweep.glob(f"*/{JOB_RUN_FILE}"):
+        try:
+            hashes.add(json.loads(path.read_text(encoding="utf-8"))["config_hash"])
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+    own = runs["sweep_dir"].map(lambda d: isinstance(d, str) and Path(d) == sweep) if "sweep_dir" in runs else False
+    return set(runs.loc[own | runs["config_hash"].isin(hashes), "run_id"])
+
+
+def select_adhoc(data: Collected, sweep: Optional[Path]) -> Selection:
+    """Ad-hoc runs (of one sweep, when given): one table row per configuration (identity hash)."""
+    runs = data.runs
+    if sweep is not None:
+        runs = runs[runs["run_id"].isin(sweep_members(sweep, runs))]
+    live = runs[~runs["superseded"]] if len(runs) else runs
+    tidy = data.tidy[data.tidy["run_id"].isin(live["run_id"])]
+    config_of = dict(zip(live["run_id"], live["config_hash"]))
+    tidy = tidy.assign(**{ADHOC_ROW: tidy["run_id"].map(config_of).astype(object)})
+    tidy = tidy.drop_duplicates(["run_id", "seed", "step", "metric"])  # no copies under other matching values
+    return Selection(runs, live.assign(**{ADHOC_ROW: live["config_hash"]}), tidy)
+
+
+# -- the report ------------------------------------------------------------------------------
 def build_report(experiment: str, scale: Optional[str], runs_root: Path, results_root: Path,
                  command: Optional[str] = None, *, report_date: Optional[str] = None,
-                 published_root: Optional[Path] = None, figures: bool = True) -> ReportResult:
+                 published_root: Optional[Path] = None, figures: bool = True, out_dir: Optional[Path] = None,
+                 publish: bool = False, force: bool = False, overrides: Sequence[str] = (),
+                 expected: Optional[Sequence[ExpectedRun]] = None, sweep: Optional[Path] = None,
+                 compare: bool = True) -> ReportResult:
     """Build every table of ``experiment`` from ``runs_root/<experiment>/<scale>`` and write them.
 
-    ``command`` and ``report_date`` (ISO date) go into the provenance header (defaults: the
-    equivalent ``bench-report`` command line, today). ``published_root`` overrides where the
-    published CSVs are read from. Raises :class:`NoRunsError` when there are no runs.
+    ``out_dir`` (default :func:`default_out_dir`) receives the files; ``publish`` also writes them
+    to ``results_root/<experiment>/<scale>/`` unless the grid is incomplete and a committed table
+    is there (then only with ``force``). ``overrides`` are extra command-line overrides used to
+    compose the expected grid (e.g. ``run.seeds=30``); ``expected`` replaces the composed grid.
+    ``sweep`` (a Hydra sweep directory) limits an ad-hoc report to that sweep's runs. ``compare``
+    appends a cell-by-cell comparison with the committed table when one exists. ``command`` and
+    ``report_date`` (ISO date) go into the provenance header; ``published_root`` overrides where
+    the published CSVs are read from. Raises :class:`NoRunsError` when there are no runs.
     """
     runs_root, results_root = Path(runs_root), Path(results_root)
     scale = resolve_scale(runs_root, experiment, scale)
@@ -81,30 +228,95 @@ def build_report(experiment: str, scale: Optional[str], runs_root: Path, results
     if data.runs.empty:
         raise _no_runs(runs_root / experiment / scale, experiment)
     command = command or f"bench-report {experiment} --scale {scale}"
-    tables = {s.name: build_table(data.tidy, s, data.runs, published_root) for s in specs_for(experiment, data.tidy, data.runs)}
+    notes: list[str] = []
+    if experiment == ADHOC:
+        sel = select_adhoc(data, sweep)
+        if sel.table_runs.empty:
+            raise _no_runs(Path(sweep) if sweep else runs_root / experiment / scale, experiment)
+        specs = adhoc_specs(sel.tidy, sel.table_runs)
+        grid = None
+    else:
+        grid = list(expected) if expected is not None else _grid_or_note(experiment, scale, overrides, notes)
+        if grid:
+            sel = select_grid(data, grid, experiment, scale)
+        else:
+            sel = Selection(data.runs, data.runs, data.tidy)
+        specs = specs_for(experiment, sel.tidy, sel.table_runs)
+    tables = {s.name: build_table(sel.tidy, s, sel.table_runs, published_root, sel.missing_configs) for s in specs}
     claims = check_claims(experiment, tables)
-    provenance = render.provenance_lines(data.runs, experiment, scale, command, report_date)
-    excluded = render.excluded_lines(data.runs)
-    out_dir = results_root / experiment / scale
-    paths = _write_tables(tables, data.tidy, out_dir, provenance, excluded, claims, figures)
-    markdown = _combined(experiment, scale, tables, provenance, excluded, claims)
-    report = out_dir / "report.md"
-    report.write_text(markdown, encoding="utf-8")
-    return ReportResult(experiment, scale, markdown, [*paths, report], tables, claims, data.runs)
+    provenance = render.provenance_lines(sel.runs if experiment != ADHOC else sel.table_runs, experiment, scale,
+                                         command, report_date, len(grid) if grid else None, sel.missing,
+                                         sel.differences)
+    provenance += [f"- {n}" for n in notes]
+    if sweep is not None:
+        provenance.insert(3, f"- sweep: `{sweep}`")
+    excluded = render.excluded_lines(sel.runs)
+    out_dir = Path(out_dir) if out_dir else default_out_dir(runs_root, experiment, scale, sweep)
+    committed_dir = results_root / experiment / scale
+    comparisons = compare_tables(tables, committed_dir) if compare and experiment != ADHOC else {}
+    context = f"{experiment} ({scale})"
+    body = _combined(experiment, scale, tables, provenance, excluded, claims)
+    markdown = body
+    if comparisons:
+        markdown += "\n" + "\n".join(render_comparison(tables, comparisons, _shown(committed_dir))).rstrip("\n") + "\n"
+    paths = _write(tables, sel.tidy, out_dir, provenance, excluded, claims, figures, context, markdown)
+    result = ReportResult(experiment, scale, markdown, paths, tables, claims, sel.runs, out_dir, grid, sel.missing,
+                          comparisons)
+    if publish:
+        _publish(result, committed_dir, force, lambda d: _write(tables, sel.tidy, d, provenance, excluded, claims,
+                                                                figures, context, body))
+    return result
 
 
-def _write_tables(tables: dict[str, Table], tidy: pd.DataFrame, out_dir: Path, provenance: list[str],
-                  excluded: list[str], claims: list[str], figures: bool) -> list[Path]:
-    """Write ``<name>.md``, ``<name>.csv`` and (if there is data) ``<name>.png`` per table."""
+def _grid_or_note(experiment: str, scale: str, overrides: Sequence[str], notes: list[str]) -> Optional[list]:
+    try:
+        return expected_grid(experiment, scale, overrides)
+    except GridError as exc:
+        notes.append(f"{exc}; missing runs are not detected.")
+        return None
+
+
+def _shown(path: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve())) + "/"
+    except ValueError:
+        return str(path) + "/"
+
+
+def _publish(result: ReportResult, committed_dir: Path, force: bool, write) -> None:
+    """Write the tables into ``results/`` unless an incomplete grid would replace a committed table."""
+    if result.experiment == ADHOC:
+        result.publish_note = "not published: ad-hoc sweeps have no committed table (results/ holds experiments)"
+        return
+    committed = committed_dir.is_dir() and any(committed_dir.glob("*.csv"))
+    if result.missing and committed and not force:
+        result.publish_note = (
+            f"not published: {len(result.missing)} of {len(result.expected or [])} expected runs are missing "
+            f"({', '.join(result.missing)}); {_shown(committed_dir)} keeps its committed tables. Finish the sweep "
+            f"(bench experiment={result.experiment} scale={result.scale}) or pass --force.")
+        return
+    for name in result.tables:   # figures of the earlier layout (one PNG per table) would go stale
+        (committed_dir / f"{name}.png").unlink(missing_ok=True)
+    result.paths += write(committed_dir)
+    result.published = True
+    result.publish_note = f"published to {_shown(committed_dir)}" + (
+        f" (incomplete: {len(result.missing)} expected runs missing)" if result.missing else "")
+
+
+def _write(tables: dict[str, Table], tidy: pd.DataFrame, out_dir: Path, provenance: list[str],
+           excluded: list[str], claims: list[str], figures: bool, context: str, markdown: str) -> list[Path]:
+    """Write ``<name>.md`` and ``<name>.csv`` per table, the figures and ``report.md``."""
     out_dir.mkdir(parents=True, exist_ok=True)
     paths: list[Path] = []
     for name, table in tables.items():
         md = out_dir / f"{name}.md"
         md.write_text(render.render_markdown(table, provenance, excluded, claims), encoding="utf-8")
         paths += [md, render.write_csv(table, out_dir / f"{name}.csv")]
-        png = plot_curves(tidy, table.spec, out_dir / f"{name}.png") if figures else None
-        paths += [png] if png else []
-    return paths
+    if figures:
+        paths += plot_figures(tidy, [t.spec for t in tables.values()], out_dir, context)
+    report = out_dir / "report.md"
+    report.write_text(markdown, encoding="utf-8")
+    return [*paths, report]
 
 
 def _combined(experiment: str, scale: str, tables: dict[str, Table], provenance: list[str],
@@ -117,3 +329,26 @@ def _combined(experiment: str, scale: str, tables: dict[str, Table], provenance:
     if excluded:
         parts += [*excluded, ""]
     return "\n".join(parts).rstrip("\n") + "\n"
+
+
+# -- for a report across experiments ---------------------------------------------------------
+def fidelity_rows(result: ReportResult) -> pd.DataFrame:
+    """One row per published comparison and per paper claim of a report, in one shape for every
+    experiment: ``experiment, scale, kind ("published"|"claim"), table, method, setting, ours,
+    paper, verdict, text``. Concatenate over experiments for a fidelity table."""
+    rows = []
+    for name, table in result.tables.items():
+        spec = table.spec
+        if not spec.published:
+            continue
+        for _, c in table.cells.iterrows():
+            setting = render.setting_label(spec.columns, [c[k] for k in spec.columns]) if spec.columns else ""
+            rows.append({"experiment": result.experiment, "scale": result.scale, "kind": "published", "table": name,
+                         "method": c[spec.rows], "setting": setting, "ours": render.format_cell(spec, c),
+                         "paper": render.format_published(spec, c), "verdict": c["verdict"], "text": spec.reference})
+    for claim in result.claims:
+        rows.append({"experiment": result.experiment, "scale": result.scale, "kind": "claim", "table": "",
+                     "method": "", "setting": "", "ours": getattr(claim, "detail", ""), "paper": "",
+                     "verdict": getattr(claim, "status", ""), "text": getattr(claim, "text", str(claim))})
+    return pd.DataFrame(rows, columns=["experiment", "scale", "kind", "table", "method", "setting", "ours", "paper",
+                                       "verdict", "text"])

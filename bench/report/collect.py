@@ -9,6 +9,7 @@ Two frames come out of a runs directory:
     (why a run is not included, else ``""``), ``error``, ``config_hash``,
     ``n_seeds``, ``seeds`` (list), ``steps_done``, ``wall_time_s``,
     ``started_at``, ``nan_seeds`` (seeds with a non-finite logged value),
+    ``sweep_dir`` (the Hydra sweep directory of the multirun that wrote the record, if any),
     the provenance fields ``git_sha``, ``git_dirty``, ``device``,
     ``device_name``, ``host``, ``cpu_count``, ``torch``, and the flattened
     config (``algorithm.name``, ``env.vocab``, ...).
@@ -129,6 +130,7 @@ def run_row(record: RunRecord, root: Path) -> dict[str, Any]:
         "started_at": prov.get("started_at"),
         "recency": recency(record),
         "torch": (prov.get("versions") or {}).get("torch"),
+        "sweep_dir": (prov.get("sweep") or {}).get("dir") if isinstance(prov.get("sweep"), dict) else None,
     }
     row.update({k: prov.get(k) for k in PROVENANCE_FIELDS})
     row.update(flatten(config))
@@ -214,7 +216,8 @@ def collect(root: Path, experiment: Optional[str] = None, scale: Optional[str] =
 def empty_runs() -> pd.DataFrame:
     """A per-run frame with no rows (the columns the report relies on)."""
     cols = ["run_id", "experiment", "scale", "status", "included", "superseded", "reason", "error",
-            "config_hash", "n_seeds", "seeds", "wall_time_s", "nan_seeds", "last_step", "torch", *PROVENANCE_FIELDS]
+            "config_hash", "n_seeds", "seeds", "wall_time_s", "nan_seeds", "last_step", "torch", "sweep_dir",
+            *PROVENANCE_FIELDS]
     return pd.DataFrame(columns=cols)
 
 

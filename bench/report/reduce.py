@@ -1,6 +1,6 @@
 """Named reductions: pure functions of the tidy frame (see :mod:`bench.report.collect`).
 
-Conventions (EXPERIMENTS.md §3):
+Conventions (TPO paper (Kaddour 2026) §3 for final values and steps to threshold; docs/paper-map.md §6):
 
 * a *seed* is the pair ``(run_id, seed)`` so that seeds of different runs pooled in one
   cell stay distinct;
@@ -12,8 +12,9 @@ Conventions (EXPERIMENTS.md §3):
   NaN when n < 2;
 * **spread** = per-seed min / median / max and the fraction of seeds strictly below a
   threshold (outcomes are often bimodal: a seed solves the task or it does not);
-* **iqm** = interquartile mean (mean of the values between the 25th and 75th percentiles,
-  inclusive), a robust alternative to the mean.
+* **iqm** = interquartile mean (the mean of the middle 50 % of the seeds), with stratified
+  bootstrap confidence intervals of the IQM and of the mean: computed by rliable
+  (:mod:`bench.report.robust`; Agarwal et al. 2021), a robust alternative to the mean.
 
 Values logged as ``null`` (non-finite) are ignored by every reduction; runs that stopped
 on a NaN carry status ``nan`` and are filtered out by :func:`usable` before reducing.
@@ -25,6 +26,8 @@ from typing import Callable, Optional, Sequence
 
 import numpy as np
 import pandas as pd
+
+from bench.report import robust as RB
 
 SEED = ["run_id", "seed"]
 
@@ -113,18 +116,42 @@ def spread(per_seed: pd.DataFrame, by: Sequence[str], threshold: Optional[float]
 
 
 def iqm(values: Sequence[float]) -> float:
-    """Interquartile mean: mean of the values within [Q1, Q3] (NaN for no values)."""
-    x = np.sort(np.asarray(values, dtype=float))
-    if not len(x):
-        return math.nan
-    lo, hi = np.percentile(x, [25, 75])
-    return float(x[(x >= lo) & (x <= hi)].mean())
+    """Interquartile mean (25 % trimmed from each end; rliable's ``aggregate_iqm``); NaN for no values."""
+    return RB.iqm(values)
 
 
-def robust(per_seed: pd.DataFrame, by: Sequence[str]) -> pd.DataFrame:
-    """``by + [iqm, median]`` over seeds."""
-    grouped = _groupby(per_seed, by)["value"]
-    return grouped.agg(iqm=iqm, median="median").reset_index()
+def robust(per_seed: pd.DataFrame, by: Sequence[str], reps: int = RB.BOOTSTRAP_REPS,
+           seed: int = RB.BOOTSTRAP_SEED, intervals: Sequence[str] = ("iqm", "mean")) -> pd.DataFrame:
+    """``by + [iqm, iqm_low, iqm_high, mean_low, mean_high, median]`` over seeds.
+
+    ``*_low``/``*_high`` bound the 95 % stratified-bootstrap interval (``reps`` resamples,
+    seeded with ``seed``: the same values always give the same interval) of the statistics named
+    in ``intervals`` (the others' bounds are NaN: each interval costs ``reps`` evaluations).
+    """
+    rows = []
+    nan3 = (math.nan, math.nan, math.nan)
+    for key, group in _groupby(per_seed, by)["value"]:
+        key = key if isinstance(key, tuple) else (key,)
+        values = group.to_numpy(dtype=float)
+        _, low, high = RB.bootstrap_ci(values, "iqm", reps=reps, seed=seed) if "iqm" in intervals else nan3
+        point = RB.iqm(values)
+        _, mean_low, mean_high = RB.bootstrap_ci(values, "mean", reps=reps, seed=seed) if "mean" in intervals \
+            else nan3
+        rows.append({**dict(zip(by, key)), "iqm": point, "iqm_low": low, "iqm_high": high,
+                     "mean_low": mean_low, "mean_high": mean_high, "median": float(np.median(values))})
+    return pd.DataFrame(rows, columns=[*by, "iqm", "iqm_low", "iqm_high", "mean_low", "mean_high", "median"])
+
+
+def optimality_gap(per_seed: pd.DataFrame, by: Sequence[str], target: float, lower_is_better: bool = True,
+                   reps: int = RB.BOOTSTRAP_REPS, seed: int = RB.BOOTSTRAP_SEED) -> pd.DataFrame:
+    """``by + [gap, gap_low, gap_high]``: rliable's optimality gap of the seeds to ``target``
+    (``mean(max(value − target, 0))`` when lower is better) with its 95 % bootstrap interval."""
+    rows = []
+    for key, group in _groupby(per_seed, by)["value"]:
+        key = key if isinstance(key, tuple) else (key,)
+        gap, low, high = RB.gap_ci(group.to_numpy(dtype=float), target, lower_is_better, reps=reps, seed=seed)
+        rows.append({**dict(zip(by, key)), "gap": gap, "gap_low": low, "gap_high": high})
+    return pd.DataFrame(rows, columns=[*by, "gap", "gap_low", "gap_high"])
 
 
 def per_seed_mean(tidy: pd.DataFrame, by: Sequence[str], metric: str) -> pd.DataFrame:

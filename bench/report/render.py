@@ -1,7 +1,9 @@
 """Markdown and CSV output with the paper's conventions.
 
-* cells read "mean ± s.e." (s.e. = std ddof 1 / √n; "mean (n=1)" for one seed), or a
-  step count for steps-to-threshold tables;
+* cells read "mean ± s.e." (s.e. = std ddof 1 / √n; "mean (n=1)" for one seed), or
+  "IQM [low, high]" / "mean [low, high]" with a 95 % stratified-bootstrap interval
+  (:attr:`TableSpec.cell`), or a step count for steps-to-threshold tables;
+* "missing" = an expected run of the experiment's grid has no completed record;
 * the best cell of each column is **bold** (lowest when ``lower_is_better``; ties all bold;
   compared at the printed precision);
 * "−" = threshold never reached (in published columns also "> bound", see the notes);
@@ -21,6 +23,7 @@ from typing import Optional, Sequence
 import pandas as pd
 
 from bench.report.published import method_label
+from bench.report.robust import BOOTSTRAP_REPS, BOOTSTRAP_SEED
 from bench.report.tables import Table, TableSpec, key_text
 
 NEVER = "−"
@@ -51,10 +54,27 @@ def format_value(spec: TableSpec, value: float, se: float = math.nan, n: Optiona
     return spec.fmt(value) + (" (n=1)" if n == 1 else "")
 
 
+MISSING = "missing"
+
+
+def format_interval(spec: TableSpec, point: float, low: float, high: float, n: Optional[int] = None) -> str:
+    """"12.3 [10.1, 14.0]"; one seed -> "12.3 (n=1)"."""
+    if n == 1 or _isnan(low) or _isnan(high):
+        return spec.fmt(point) + (" (n=1)" if n == 1 else "")
+    return f"{spec.fmt(point)} [{spec.fmt(low)}, {spec.fmt(high)}]"
+
+
 def format_cell(spec: TableSpec, row: pd.Series) -> str:
-    """Our cell: numbers, "−" (never reached), "NaN (k/n seeds)", or "" (no run)."""
+    """Our cell: numbers (:attr:`TableSpec.cell`), "−" (never reached), "NaN (k/n seeds)",
+    "missing" (expected run without a completed record) or "" (no value)."""
     if not _isnan(row.get("value")):
+        if spec.cell == "iqm_ci" and not spec.is_steps and not _isnan(row.get("iqm")):
+            return format_interval(spec, row["iqm"], row.get("iqm_low"), row.get("iqm_high"), row.get("n"))
+        if spec.cell == "mean_ci" and not spec.is_steps and not _isnan(row.get("mean_low")):
+            return format_interval(spec, row["value"], row.get("mean_low"), row.get("mean_high"), row.get("n"))
         return format_value(spec, row["value"], row.get("se", math.nan), row.get("n"))
+    if bool(row.get("missing")) is True:
+        return MISSING
     if bool(row.get("never")):
         return NEVER
     if int(row.get("nan_runs") or 0) > 0:
@@ -75,12 +95,13 @@ def format_published(spec: TableSpec, row: pd.Series) -> str:
 def best_mask(spec: TableSpec, cells: pd.DataFrame) -> pd.Series:
     """True for the best cell(s) of each column setting (at printed precision)."""
     mask = pd.Series(False, index=cells.index)
-    has = cells[~cells["value"].isna()]
-    if has.empty:
+    point = spec.point if spec.point in cells else "value"
+    has = cells[~cells[point].isna()]
+    if has.empty or spec.rows == "config":
         return mask
     groups = has.groupby(list(spec.columns), dropna=False) if spec.columns else [((), has)]
     for _, group in groups:
-        rounded = group["value"].map(lambda v: float(spec.fmt(v)))
+        rounded = group[point].map(lambda v: float(spec.fmt(v)))
         best = rounded.min() if spec.lower_is_better else rounded.max()
         mask.loc[rounded.index[rounded == best]] = True
     return mask
@@ -98,6 +119,8 @@ def wide_table(table: Table) -> pd.DataFrame:
         ours = format_cell(spec, row)
         ours = f"**{ours}**" if bold.loc[idx] else ours
         entry = rows.setdefault(_row_label(spec, row[spec.rows]), {})
+        for col in spec.row_labels:
+            entry.setdefault(_short(col), key_text(row[col]) if col in row and not _isnan(row[col]) else "")
         entry[label] = ours
         names = [label]
         if with_paper:
@@ -105,10 +128,20 @@ def wide_table(table: Table) -> pd.DataFrame:
             entry[f"{label} verdict"] = row["verdict"]
             names += [f"{label} paper", f"{label} verdict"]
         headers += [h for h in names if h not in headers]
-    first = "Method" if spec.rows == "algorithm.name" else spec.rows
-    frame = pd.DataFrame([{first: name, **{h: v.get(h, "") for h in headers}} for name, v in rows.items()],
-                         columns=[first, *headers])
+    first = _first_header(spec)
+    labels = [_short(c) for c in spec.row_labels]
+    frame = pd.DataFrame([{first: name, **{h: v.get(h, "") for h in [*labels, *headers]}} for name, v in rows.items()],
+                         columns=[first, *labels, *headers])
     return frame
+
+
+def _first_header(spec: TableSpec) -> str:
+    return {"algorithm.name": "Method", "config": "Config"}.get(spec.rows, spec.rows)
+
+
+def _short(col: str) -> str:
+    """A config column as a table header (``algorithm.name`` -> ``algorithm``)."""
+    return col[:-len(".name")] if col.endswith(".name") else col
 
 
 def _value_header(spec: TableSpec) -> str:
@@ -135,7 +168,42 @@ def spread_table(table: Table) -> Optional[pd.DataFrame]:
             text += f" ({int(row['n_below'])}/{int(row['n'])} < {spec.spread_threshold:g})"
         rows.setdefault(_row_label(spec, row[spec.rows]), {})[label] = text
         headers += [label] if label not in headers else []
-    first = "Method" if spec.rows == "algorithm.name" else spec.rows
+    first = _first_header(spec)
+    return pd.DataFrame([{first: k, **{h: v.get(h, "") for h in headers}} for k, v in rows.items()],
+                        columns=[first, *headers])
+
+
+def gap_table(table: Table) -> Optional[pd.DataFrame]:
+    """Optimality gap to the spread threshold with its 95 % bootstrap CI per cell, or ``None``."""
+    spec, cells = table.spec, table.cells
+    if "gap" not in cells or spec.spread_threshold is None:
+        return None
+    rows: dict[str, dict[str, str]] = {}
+    headers: list[str] = []
+    for _, row in cells.dropna(subset=["gap"]).iterrows():
+        label = setting_label(spec.columns, [row[c] for c in spec.columns]) if spec.columns else _value_header(spec)
+        rows.setdefault(_row_label(spec, row[spec.rows]), {})[label] = format_interval(
+            spec, row["gap"], row["gap_low"], row["gap_high"], row.get("n"))
+        headers += [label] if label not in headers else []
+    first = _first_header(spec)
+    return pd.DataFrame([{first: k, **{h: v.get(h, "") for h in headers}} for k, v in rows.items()],
+                        columns=[first, *headers])
+
+
+def mean_table(table: Table) -> Optional[pd.DataFrame]:
+    """Seed mean ± s.e. per cell for a table whose cells show another statistic and that is
+    compared with published (mean) numbers; ``None`` otherwise."""
+    spec, cells = table.spec, table.cells
+    if spec.cell == "mean_se" or spec.is_steps or not spec.published:
+        return None
+    rows: dict[str, dict[str, str]] = {}
+    headers: list[str] = []
+    for _, row in cells.dropna(subset=["value"]).iterrows():
+        label = setting_label(spec.columns, [row[c] for c in spec.columns]) if spec.columns else _value_header(spec)
+        rows.setdefault(_row_label(spec, row[spec.rows]), {})[label] = format_value(
+            spec, row["value"], row.get("se", math.nan), row.get("n"))
+        headers += [label] if label not in headers else []
+    first = _first_header(spec)
     return pd.DataFrame([{first: k, **{h: v.get(h, "") for h in headers}} for k, v in rows.items()],
                         columns=[first, *headers])
 
@@ -172,14 +240,22 @@ def hardware_text(runs: pd.DataFrame) -> str:
 
 
 def provenance_lines(runs: pd.DataFrame, experiment: str, scale: str, command: str,
-                     report_date: Optional[str] = None) -> list[str]:
-    """The provenance header (Markdown bullet lines) of every table of a report."""
+                     report_date: Optional[str] = None, expected: Optional[int] = None,
+                     missing: Sequence[str] = (), differences: Sequence[str] = ()) -> list[str]:
+    """The provenance header (Markdown bullet lines) of every table of a report.
+
+    ``expected`` is the number of runs in the experiment's grid (``None``: unknown); ``missing``
+    names the expected runs without a completed record; ``differences`` are lines saying where an
+    included run's config differs from the experiment file.
+    """
     live = runs[~runs["superseded"]] if "superseded" in runs else runs
     inc = live[live["included"]] if len(live) else live
     src = inc if len(inc) else live
     superseded = int(runs["superseded"].sum()) if len(runs) else 0
     wall = float(inc["wall_time_s"].sum()) if len(inc) else 0.0
     counts = f"{len(inc)} included, {len(live) - len(inc)} not included"
+    if expected is not None:
+        counts = f"{expected - len(missing)} of {expected} expected included, {len(live) - len(inc)} records not included"
     if superseded:
         counts += f", {superseded} superseded duplicate record(s) ignored"
     return [
@@ -191,6 +267,8 @@ def provenance_lines(runs: pd.DataFrame, experiment: str, scale: str, command: s
         f"- torch: {', '.join(_distinct(src['torch'])) or 'unknown'}",
         f"- report date: {report_date or _date.today().isoformat()}",
         f"- runs: {counts}",
+        *([f"- missing: {len(missing)} of {expected} runs: {', '.join(missing)}"] if missing else []),
+        *[f"- differs from the experiment file: {d}" for d in differences],
         f"- total wall time of included runs: {wall:.1f} s",
     ]
 
@@ -216,9 +294,16 @@ def table_notes(table: Table) -> list[str]:
         notes.append(f"Steps = first logged step whose seed-mean `{spec.metric}` is below {spec.threshold:g}; "
                      f"{NEVER} = never reached.")
     else:
-        notes.append(f"Cells: mean ± s.e. over seeds of the {spec.reduction} `{spec.metric}`"
-                     f"{f' (×{spec.scale:g}, {spec.unit})' if spec.scale != 1 or spec.unit else ''}; "
-                     "s.e. = std (ddof 1) / √n.")
+        what = f"the {spec.reduction} `{spec.metric}`{f' (×{spec.scale:g}, {spec.unit})' if spec.scale != 1 or spec.unit else ''}"
+        notes.append({
+            "mean_se": f"Cells: mean ± s.e. over seeds of {what}; s.e. = std (ddof 1) / √n.",
+            "iqm_ci": f"Cells: IQM over seeds of {what} [95% CI]: interquartile mean (middle 50% of seeds), "
+                      f"stratified bootstrap (rliable, {BOOTSTRAP_REPS} resamples, seed {BOOTSTRAP_SEED}).",
+            "mean_ci": f"Cells: mean over seeds of {what} [95% CI]: stratified bootstrap "
+                       f"(rliable, {BOOTSTRAP_REPS} resamples, seed {BOOTSTRAP_SEED}).",
+        }[spec.cell])
+    if (cells.get("missing", pd.Series(dtype=bool)) == True).any():  # noqa: E712 - object column
+        notes.append(f"{MISSING} = an expected run of the experiment's grid has no completed record.")
     if spec.published:
         notes.append(_verdict_note(spec))
     if (cells["nan_runs"] > 0).any():
@@ -232,7 +317,8 @@ def _verdict_note(spec: TableSpec) -> str:
     if spec.is_steps:
         rule = f"✓ = within {spec.rel_tolerance:.0%} of the paper's step count; better = fewer steps"
     else:
-        rule = (f"✓ = within max(2·s.e., {spec.tolerance:g}{spec.unit}) of the paper; better/worse otherwise")
+        ours = "our seed mean" if spec.cell == "mean_se" else "our seed mean (the \"Seed mean ± s.e.\" table)"
+        rule = (f"✓ = {ours} within max(2·s.e., {spec.tolerance:g}{spec.unit}) of the paper; better/worse otherwise")
     bound = f"; paper {NEVER} = > {spec.never_above:g}{spec.unit}" if spec.never_above is not None else \
         f"; paper {NEVER} = never reached"
     return f"Paper: {ref}`results/published/{spec.published}`. {rule}{bound}."
@@ -250,6 +336,13 @@ def render_markdown(table: Table, provenance: Sequence[str], excluded: Sequence[
     spread = spread_table(table)
     if spread is not None and len(spread):
         parts += ["Per-seed spread (min / median / max, seeds below threshold):", "", to_markdown(spread), ""]
+    gaps = gap_table(table)
+    if gaps is not None and len(gaps):
+        parts += [f"Optimality gap to {spec.spread_threshold:g}{spec.unit} (mean over seeds of the excess "
+                  f"{'above' if spec.lower_is_better else 'below'} it, rliable) [95% CI]:", "", to_markdown(gaps), ""]
+    means = mean_table(table)
+    if means is not None and len(means):
+        parts += ["Seed mean ± s.e. (what the paper comparison uses):", "", to_markdown(means), ""]
     parts += [f"- {n}" for n in table_notes(table)] + [""]
     if claims:
         parts += [f"- {c}" for c in claims] + [""]

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Optional, Sequence
+from typing import Callable, Mapping, Optional, Sequence
 
 import numpy as np
 import pandas as pd
@@ -20,6 +20,10 @@ import pandas as pd
 from bench import metrics as M
 from bench.report import reduce as R
 from bench.report.published import load_published, method_label, published_for
+
+
+CELL_FORMATS = ("mean_se", "iqm_ci", "mean_ci")
+"""Cell formats of a value table (see :class:`TableSpec`)."""
 
 
 @dataclass(frozen=True)
@@ -46,6 +50,10 @@ class TableSpec:
     spread:          also show the per-seed spread (min / median / max, seeds below).
     spread_threshold: "below" threshold for the spread, in display units.
     reference:       where in the paper the table comes from.
+    cell:            what a cell shows (:data:`CELL_FORMATS`): ``"mean_se"`` (mean ± s.e.),
+                     ``"iqm_ci"`` (IQM [95 % stratified-bootstrap CI], for bimodal per-seed outcomes)
+                     or ``"mean_ci"`` (mean [95 % bootstrap CI]); steps-to-threshold cells are step counts.
+    row_labels:      config columns printed beside each row (ad-hoc tables: a row is one configuration).
     """
 
     name: str
@@ -68,8 +76,12 @@ class TableSpec:
     spread: bool = False
     spread_threshold: Optional[float] = None
     reference: str = ""
+    cell: str = "mean_se"
+    row_labels: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
+        if self.cell not in CELL_FORMATS:
+            raise ValueError(f"table {self.name!r}: cell={self.cell!r}; valid: {', '.join(CELL_FORMATS)}")
         if self.reduction not in R.REDUCTIONS:
             raise ValueError(f"unknown reduction {self.reduction!r}; choose from {R.REDUCTIONS}")
         if self.number_format not in ("f", "g"):
@@ -85,6 +97,16 @@ class TableSpec:
     @property
     def is_steps(self) -> bool:
         return self.reduction == "steps_to_threshold"
+
+    @property
+    def needs_bootstrap(self) -> bool:
+        """Whether the cells need bootstrap intervals (a CI cell format or a per-seed spread)."""
+        return not self.is_steps and (self.cell != "mean_se" or (self.spread and self.spread_threshold is not None))
+
+    @property
+    def point(self) -> str:
+        """The ``cells`` column a cell shows and bold-best compares: ``value`` (mean, steps) or ``iqm``."""
+        return "iqm" if self.cell == "iqm_ci" and not self.is_steps else "value"
 
     def fmt(self, value: float) -> str:
         """A number at the table's printed precision (steps as integers)."""
@@ -137,7 +159,7 @@ TABLES: dict[str, list[TableSpec]] = {
                   columns=("env.matching", "env.horizon"), scale=100, unit="%", decimals=1,
                   row_order=("tpo", "grpo", "grpo_nokl", "ppo", "dg", "dro_v", "reinforce_lb"),
                   published="table3_terminal.csv", tolerance=2.0, never_above=95.0, spread=True,
-                  spread_threshold=50.0, reference="paper Table 3"),
+                  spread_threshold=50.0, reference="paper Table 3", cell="iqm_ci"),
     ],
     "mnist": [
         TableSpec("final_error", "MNIST contextual bandit: test error (%) at the last step", M.EVAL_ERROR,
@@ -167,7 +189,8 @@ _SEQ_GRID = ("env.matching", "env.reward", "env.logic")
 def _final_and_steps(title: str, columns: tuple[str, ...], reference: str, **kw) -> list[TableSpec]:
     """Final error (%) with the per-seed spread, and steps to 1 % (seed-mean curve)."""
     return [TableSpec("final_error", f"{title}: error (%) at the last step", M.ERROR, columns=columns, scale=100,
-                      unit="%", decimals=1, spread=True, spread_threshold=50.0, reference=reference, **kw),
+                      unit="%", decimals=1, spread=True, spread_threshold=50.0, reference=reference,
+                      cell="iqm_ci", **kw),
             TableSpec("steps_to_1pct", f"{title}: steps to 1% error", M.ERROR, reduction="steps_to_threshold",
                       threshold=0.01, columns=columns, reference=reference, **kw)]
 
@@ -175,7 +198,7 @@ def _final_and_steps(title: str, columns: tuple[str, ...], reference: str, **kw)
 TABLES["table1_vocab"] = [*TABLES["table1_vocab"], TableSpec(
     "final_error", "Table 1 setting: token error (%) at the last step (per-seed spread)", M.ERROR,
     columns=("env.vocab",), scale=100, unit="%", decimals=2, spread=True, spread_threshold=1.0,
-    row_order=_SEQ_TOKEN_ROWS, reference="paper Table 1 setting")]
+    row_order=_SEQ_TOKEN_ROWS, reference="paper Table 1 setting", cell="iqm_ci")]
 TABLES.update({
     "table2_variations": [
         TableSpec("table2", "Table 2: steps to 1% error, target logic x reward x matching (token candidates)",
@@ -183,20 +206,20 @@ TABLES.update({
                   row_order=_SEQ_TOKEN_ROWS, reference="paper Table 2"),
         TableSpec("final_error", "Table 2 setting: error (%) at the last step (per-seed spread)", M.ERROR,
                   columns=_SEQ_GRID, scale=100, unit="%", decimals=2, spread=True, spread_threshold=1.0,
-                  row_order=_SEQ_TOKEN_ROWS, reference="paper Table 2 setting"),
+                  row_order=_SEQ_TOKEN_ROWS, reference="paper Table 2 setting", cell="iqm_ci"),
     ],
     "ablation_anchor": _final_and_steps("Anchor ablation (terminal reward, prompt-matched)", ("env.horizon",),
                                         "paper Fig. 8",
                                         row_order=("tpo", "tpo_no_anchor", "group_pg", "grpo", "grpo_nokl")),
     "table5_eta": _final_and_steps("Table 5: TPO temperature η", ("algorithm.eta",), "paper Table 5"),
-    "sweep_k": _final_and_steps("Sparse reward, sweep over K", ("env.k",), "EXPERIMENTS §3 sweeps"),
-    "sweep_epochs": _final_and_steps("Sparse reward, sweep over epochs", ("algorithm.epochs",), "EXPERIMENTS §3 sweeps"),
-    "grpo_masking": _final_and_steps("Sparse reward, GRPO zero-variance masking", (), "EXPERIMENTS §3 sweeps",
+    "sweep_k": _final_and_steps("Sparse reward, sweep over K", ("env.k",), "TPO paper §4 sparse-reward sweeps (docs/paper-map.md §6)"),
+    "sweep_epochs": _final_and_steps("Sparse reward, sweep over epochs", ("algorithm.epochs",), "TPO paper §4 sparse-reward sweeps (docs/paper-map.md §6)"),
+    "grpo_masking": _final_and_steps("Sparse reward, GRPO zero-variance masking", (), "TPO paper §4 sparse-reward sweeps (docs/paper-map.md §6)",
                                      row_order=("grpo", "grpo_masked", "tpo")),
     "diagnostics_sparse": [
         TableSpec(name, f"Sparse-reward diagnostics: {title}, mean over all steps", metric,
                   reduction="mean_over_steps", decimals=3, number_format="g", lower_is_better=lower, spread=True,
-                  row_order=("tpo", "grpo"), reference="EXPERIMENTS §3 diagnostics")
+                  row_order=("tpo", "grpo"), reference="TPO paper §4 sparse-reward diagnostics (docs/paper-map.md §6)")
         for name, title, metric, lower in (
             ("error", "exact-match error", M.ERROR, True),
             ("grad_norm", "first-epoch gradient L2 norm", M.GRAD_NORM, False),
@@ -222,6 +245,46 @@ def generic_specs(tidy: pd.DataFrame, runs: Optional[pd.DataFrame] = None) -> li
         columns = tuple(c for c in runs.columns if c.startswith("env.") and inc[c].astype(str).nunique() > 1)
     return [TableSpec(m.replace("/", "_"), f"{m} at the last step", m, columns=columns, decimals=4, number_format="g")
             for m in names]
+
+
+ADHOC_ROW = "config"
+"""Row key of ad-hoc tables: the run's identity hash (``summary.json`` ``config_hash``), one row per configuration."""
+_NOT_DISTINGUISHING = ("experiment", "scale", "env.data_dir", "logger", "run.root", "run.progress",
+                       "run.checkpoint_every", "run.seeds_per_batch")
+
+
+def distinguishing_keys(runs: pd.DataFrame) -> tuple[str, ...]:
+    """Config columns that tell the configurations in ``runs`` apart (identity-relevant keys only).
+
+    ``algorithm.name`` and ``env.name`` always; then every other key whose value varies
+    (``run.steps`` of a 100-step and a 50-step run), except ``algorithm.*`` and ``env.*`` keys that
+    vary only with the algorithm or env (each algorithm's own defaults): those are shown when they
+    vary between configurations of the same algorithm and env.
+    """
+    fixed = [k for k in ("algorithm.name", "env.name") if k in runs]
+    if runs.empty:
+        return tuple(fixed)
+    per_config = runs.drop_duplicates("config_hash")
+    group_by = fixed or None
+    shown = []
+    for c in sorted(runs.columns):
+        if "." not in c or c in fixed or any(c == p or c.startswith(p + ".") for p in _NOT_DISTINGUISHING):
+            continue
+        if per_config[c].map(key_text).nunique() < 2:
+            continue
+        if not group_by or not c.startswith(("algorithm.", "env.")) or \
+                any(g[c].map(key_text).nunique() > 1 for _, g in per_config.groupby(group_by, dropna=False)):
+            shown.append(c)
+    return tuple(fixed + shown)
+
+
+def adhoc_specs(tidy: pd.DataFrame, runs: pd.DataFrame) -> list[TableSpec]:
+    """Ad-hoc runs: the final value of every ``train/`` and ``eval/`` metric, one row per configuration
+    (never pooling two configurations), with the configurations' distinguishing values as columns."""
+    names = sorted(str(m) for m in pd.unique(tidy["metric"]) if str(m).startswith((M.TRAIN, M.EVAL)))
+    labels = distinguishing_keys(runs[runs["included"]] if "included" in runs else runs)
+    return [TableSpec(m.replace("/", "_"), f"{m} at the last step, one row per configuration", m, rows=ADHOC_ROW,
+                      decimals=4, number_format="g", row_labels=labels) for m in names]
 
 
 def specs_for(experiment: str, tidy: pd.DataFrame, runs: Optional[pd.DataFrame] = None) -> list[TableSpec]:
@@ -295,7 +358,14 @@ def _reduce(tidy: pd.DataFrame, spec: TableSpec) -> pd.DataFrame:
     stats = R.mean_se(per_seed, keys).rename(columns={"mean": "value"})
     stats["never"] = False
     spread = R.spread(per_seed, keys, spec.spread_threshold).drop(columns="n")
-    return stats.merge(spread, on=keys, how="left")
+    stats = stats.merge(spread, on=keys, how="left")
+    if spec.needs_bootstrap and len(per_seed):
+        wanted = ("mean",) if spec.cell == "mean_ci" else ("iqm",)
+        stats = stats.merge(R.robust(per_seed, keys, intervals=wanted).drop(columns="median"), on=keys, how="left")
+        if spec.spread_threshold is not None:
+            stats = stats.merge(R.optimality_gap(per_seed, keys, spec.spread_threshold, spec.lower_is_better),
+                                on=keys, how="left")
+    return stats
 
 
 def _nan_cells(runs: Optional[pd.DataFrame], spec: TableSpec) -> pd.DataFrame:
@@ -372,13 +442,17 @@ def _pooled_note(tidy: pd.DataFrame, runs: Optional[pd.DataFrame], spec: TableSp
 
 
 def build_table(tidy: pd.DataFrame, spec: TableSpec, runs: Optional[pd.DataFrame] = None,
-                published_root: Optional[Path] = None) -> Table:
+                published_root: Optional[Path] = None, missing: Sequence[Mapping[str, object]] = ()) -> Table:
     """(tidy frame, spec) -> :class:`Table`.
 
     ``cells`` columns: the spec keys, ``value`` (mean, or steps), ``se``, ``n`` (seeds),
     ``never`` (threshold never reached), spread columns (``min, median, max, n_below,
-    frac_below``; value reductions), ``nan_runs, nan_seeds, nan_of, nan_step`` (runs stopped
-    on NaN), ``published``, ``published_never``, ``verdict`` (see :func:`verdict`).
+    frac_below``; value reductions), with bootstrap (:attr:`TableSpec.needs_bootstrap`) also
+    ``iqm, iqm_low, iqm_high, mean_low, mean_high`` and, given a spread threshold, the
+    optimality gap ``gap, gap_low, gap_high``; ``nan_runs, nan_seeds, nan_of, nan_step``
+    (runs stopped on NaN), ``missing`` (an expected run without a completed record: a
+    ``missing`` entry is the flattened config of such a run), ``published``,
+    ``published_never``, ``verdict`` (see :func:`verdict`).
     """
     notes: list[str] = []
     tidy = tidy.copy()
@@ -390,6 +464,8 @@ def build_table(tidy: pd.DataFrame, spec: TableSpec, runs: Optional[pd.DataFrame
     nan = _as_text_keys(_nan_cells(runs, spec), spec.keys)
     cells = ours.merge(nan, on=spec.keys, how="outer") if len(nan) else ours.assign(
         nan_runs=0, nan_seeds=0, nan_of=0, nan_step=None)
+    cells = _with_missing(cells, spec, missing)
+    cells = _with_row_labels(cells, spec, runs)
     cells["nan_runs"] = cells["nan_runs"].fillna(0).astype(int)
     cells["never"] = cells["never"].astype("boolean").fillna(False).astype(bool)
     paper = _published(spec, published_root, notes)
@@ -399,6 +475,33 @@ def build_table(tidy: pd.DataFrame, spec: TableSpec, runs: Optional[pd.DataFrame
     cells["verdict"] = [verdict(spec, r["value"], r["se"], r["never"], r["published"], r["published_never"])
                         for _, r in cells.iterrows()]
     return Table(spec, _order(cells, spec), notes + _pooled_note(tidy, runs, spec) + _data_note(runs, spec))
+
+
+def _with_row_labels(cells: pd.DataFrame, spec: TableSpec, runs: Optional[pd.DataFrame]) -> pd.DataFrame:
+    """Add the ``row_labels`` config values of each row key (from the per-run frame)."""
+    labels = [c for c in spec.row_labels if c not in cells]
+    if not labels or runs is None or runs.empty or spec.rows not in runs:
+        return cells
+    per_row = _as_text_keys(runs.drop_duplicates(spec.rows), [spec.rows])
+    per_row = per_row[[spec.rows, *[c for c in labels if c in per_row]]]
+    return cells.merge(per_row, on=spec.rows, how="left")
+
+
+def _with_missing(cells: pd.DataFrame, spec: TableSpec, missing: Sequence[Mapping[str, object]]) -> pd.DataFrame:
+    """Add a ``missing`` row for each expected run's cell that has no row yet (no completed record)."""
+    cells = cells.assign(missing=False)
+    have = {tuple(key_text(r[k]) for k in spec.keys) for _, r in cells.iterrows()}
+    rows = []
+    for config in missing:
+        key = tuple(key_text(config.get(k, "n/a")) for k in spec.keys)
+        if key not in have:
+            have.add(key)
+            rows.append({**dict(zip(spec.keys, key)), "value": math.nan, "se": math.nan, "n": 0, "never": False,
+                         "nan_runs": 0, "missing": True})
+    if not rows:
+        return cells
+    extra = pd.DataFrame(rows)
+    return pd.concat([cells, extra], ignore_index=True) if len(cells) else extra
 
 
 def _data_note(runs: Optional[pd.DataFrame], spec: TableSpec) -> list[str]:
@@ -416,7 +519,25 @@ def _data_note(runs: Optional[pd.DataFrame], spec: TableSpec) -> list[str]:
 
 
 # -- claims --------------------------------------------------------------------------------
-Claim = Callable[[dict[str, Table]], list[str]]
+class ClaimCheck(str):
+    """One checked paper claim: the printed line (a ``str``) with its parts as attributes.
+
+    ``text`` (the claim, with its paper reference), ``status`` (``"holds"``, ``"does not hold"``
+    or ``"cannot be checked"``), ``detail`` (the numbers behind it). A fidelity report collects
+    these across experiments (:func:`bench.report.api.fidelity_rows`).
+    """
+
+    text: str
+    status: str
+    detail: str
+
+    def __new__(cls, text: str, status: str, detail: str) -> "ClaimCheck":
+        line = super().__new__(cls, f"{text} — {status} ({detail})")
+        line.text, line.status, line.detail = text, status, detail
+        return line
+
+
+Claim = Callable[[dict[str, Table]], list[ClaimCheck]]
 
 
 def _means(table: Optional[Table]) -> dict[str, float]:
@@ -432,7 +553,7 @@ def _fmt(values: dict[str, float], names: Sequence[str], spec: TableSpec) -> str
 
 
 def claim_ordering(tables: dict[str, Table], table: str, winners: Sequence[str], losers: Sequence[str],
-                   text: str) -> str:
+                   text: str) -> ClaimCheck:
     """"holds" when every winner's value is below every loser's value in ``tables[table]``.
 
     A row's value is its cell mean (averaged over the column settings when the table has any).
@@ -440,23 +561,25 @@ def claim_ordering(tables: dict[str, Table], table: str, winners: Sequence[str],
     values = _means(tables.get(table))
     missing = [n for n in (*winners, *losers) if n not in values]
     if missing:
-        return f"{text} — cannot be checked (no numbers for {', '.join(method_label(m) for m in missing)})"
+        return ClaimCheck(text, "cannot be checked", f"no numbers for {', '.join(method_label(m) for m in missing)}")
     holds = max(values[w] for w in winners) < min(values[l] for l in losers)
     spec = tables[table].spec
-    return (f"{text} — {'holds' if holds else 'does not hold'} "
-            f"({_fmt(values, winners, spec)} vs {_fmt(values, losers, spec)})")
+    return ClaimCheck(text, "holds" if holds else "does not hold",
+                      f"{_fmt(values, winners, spec)} vs {_fmt(values, losers, spec)}")
 
 
-def claim_closest(tables: dict[str, Table], table: str, target: str, candidate: str, text: str) -> str:
+def claim_closest(tables: dict[str, Table], table: str, target: str, candidate: str, text: str) -> ClaimCheck:
     """"holds" when ``candidate`` is the non-target row closest to ``target`` in ``tables[table]``."""
     values = _means(tables.get(table))
     if target not in values or candidate not in values or len(values) < 3:
-        return f"{text} — cannot be checked (need {method_label(target)}, {method_label(candidate)} and another method)"
+        return ClaimCheck(text, "cannot be checked",
+                          f"need {method_label(target)}, {method_label(candidate)} and another method")
     gaps = {n: abs(v - values[target]) for n, v in values.items() if n != target}
     closest = min(gaps, key=gaps.get)
     spec = tables[table].spec
     detail = ", ".join(f"{method_label(n)} {spec.fmt(g)}" for n, g in sorted(gaps.items(), key=lambda kv: kv[1]))
-    return f"{text} — {'holds' if closest == candidate else 'does not hold'} (|Δ to {method_label(target)}|: {detail})"
+    return ClaimCheck(text, "holds" if closest == candidate else "does not hold",
+                      f"|Δ to {method_label(target)}|: {detail}")
 
 
 CLAIMS: dict[str, Claim] = {
@@ -476,7 +599,7 @@ CLAIMS: dict[str, Claim] = {
 """Experiment name -> function of its built tables returning one line per paper claim."""
 
 
-def check_claims(experiment: str, tables: dict[str, Table]) -> list[str]:
+def check_claims(experiment: str, tables: dict[str, Table]) -> list[ClaimCheck]:
     """Claim lines of ``experiment`` (empty when it registers none)."""
     claim = CLAIMS.get(experiment)
     return claim(tables) if claim else []

@@ -17,6 +17,8 @@ import yaml
 from bench import metrics as M
 from bench.records import RunWriter, config_hash
 from bench.report import tables as T
+from bench.report.collect import flatten
+from bench.report.grid import ExpectedRun
 
 EXPERIMENT, SCALE = "fixture", "quick"
 SEEDS = [0, 1, 2]
@@ -140,6 +142,25 @@ FIXTURE_SPECS = [
                 columns=("env.vocab",), row_order=("tpo", "dg", "pg", "ppo", "grpo"), published="fixture.csv",
                 rel_tolerance=0.25, reference="fixture table"),
 ]
+
+FIXTURE_SPECS.append(T.TableSpec(
+    "final_iqm", "Fixture: error (%) at the last step, IQM", M.ERROR, columns=("env.vocab",), scale=100, unit="%",
+    decimals=2, row_order=("tpo", "dg", "pg", "ppo", "grpo"), cell="iqm_ci", published="fixture.csv", tolerance=1.0,
+    never_above=95.0, reference="fixture table"))
+
+GRID_ALGOS, GRID_VOCABS = ("tpo", "dg", "pg", "ppo", "grpo"), (2, 4)
+
+
+def fixture_grid() -> list[ExpectedRun]:
+    """The fixture experiment's expected grid: tpo/dg/pg/ppo/grpo × V ∈ {2, 4} (10 runs).
+
+    Against :func:`runs_root`: ppo/V=2 stopped on NaN, ppo/V=4 was never run, grpo/V=2 was killed
+    and grpo/V=4 has only its config: 4 missing. dg/V=8 and pg/V=8 are not grid points.
+    """
+    return [ExpectedRun(f"{a}-bandit env.vocab={v}", (f"algorithm={a}", f"env.vocab={v}"),
+                        {"algorithm.name": a, "env.vocab": str(v)}, flatten(make_config(a, v)))
+            for a in GRID_ALGOS for v in GRID_VOCABS]
+
 
 PUBLISHED_CSV = """experiment,table,method,env.vocab,metric,reduction,threshold,value,unit,note,source
 fixture,T,tpo,2,train/error,final,,0.5,%,,fixture

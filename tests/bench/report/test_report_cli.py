@@ -51,7 +51,8 @@ def test_report_printed(runs_root, tmp_path, conf, fixture_tables, published_roo
     out = capsys.readouterr().out
     assert rc == 0 and out.startswith("# Report: fixture (quick)")
     assert f"- command: `bench-report {EXPERIMENT} --runs {runs_root}" in out
-    assert (tmp_path / "res" / EXPERIMENT / "quick" / "report.md").read_text() == out
+    assert (runs_root / EXPERIMENT / "quick" / "report" / "report.md").read_text() == out
+    assert not (tmp_path / "res").exists()  # the committed tables are only written with --publish
     assert "| 0.50        | ✓" in out  # published comparison present
 
 
