@@ -25,12 +25,13 @@ from typing import Optional, Sequence
 import pandas as pd
 
 from bench.report import render
+from bench.report.claims import ClaimCheck, check_claims, load_claims
 from bench.report.collect import Collected, collect
 from bench.report.compare import compare_tables, render_comparison
 from bench.report.figures import plot_figures
 from bench.report.grid import ExpectedRun, GridError, differences, expected_grid, is_shared_matching, matches
-from bench.report.tables import (ADHOC_ROW, TABLES, ClaimCheck, Table, adhoc_specs, build_table, check_claims,
-                                 specs_for)
+from bench.report.published import load_published, method_label, published_for
+from bench.report.tables import ADHOC_ROW, TABLES, Table, adhoc_specs, build_table, key_text, specs_for
 
 ADHOC = "adhoc"
 """The experiment name of runs made without ``experiment=`` (:class:`bench.schema.BenchConfig`)."""
@@ -53,7 +54,8 @@ class ReportResult:
     ``out_dir``: where the files were written; ``expected``: the grid (``None`` when unknown);
     ``missing``: labels of expected runs without a completed record; ``comparisons``: table name
     -> cell-by-cell comparison with the committed table (:mod:`bench.report.compare`);
-    ``published``: whether ``results/`` was written; ``publish_note``: what happened on publish.
+    ``published``: whether ``results/`` was written; ``publish_note``: what happened on publish;
+    ``published_root``: where the published numbers and claims were read from (``None``: the default).
     """
 
     experiment: str
@@ -69,6 +71,7 @@ class ReportResult:
     comparisons: dict[str, pd.DataFrame] = field(default_factory=dict)
     published: bool = False
     publish_note: str = ""
+    published_root: Optional[Path] = None
 
     @property
     def complete(self) -> bool:
@@ -243,7 +246,7 @@ def build_report(experiment: str, scale: Optional[str], runs_root: Path, results
             sel = Selection(data.runs, data.runs, data.tidy)
         specs = specs_for(experiment, sel.tidy, sel.table_runs)
     tables = {s.name: build_table(sel.tidy, s, sel.table_runs, published_root, sel.missing_configs) for s in specs}
-    claims = check_claims(experiment, tables)
+    claims = check_claims(experiment, tables, sel.tidy, load_claims(published_root))
     provenance = render.provenance_lines(sel.runs if experiment != ADHOC else sel.table_runs, experiment, scale,
                                          command, report_date, len(grid) if grid else None, sel.missing,
                                          sel.differences)
@@ -261,7 +264,7 @@ def build_report(experiment: str, scale: Optional[str], runs_root: Path, results
         markdown += "\n" + "\n".join(render_comparison(tables, comparisons, _shown(committed_dir))).rstrip("\n") + "\n"
     paths = _write(tables, sel.tidy, out_dir, provenance, excluded, claims, figures, context, markdown)
     result = ReportResult(experiment, scale, markdown, paths, tables, claims, sel.runs, out_dir, grid, sel.missing,
-                          comparisons)
+                          comparisons, published_root=published_root)
     if publish:
         _publish(result, committed_dir, force, lambda d: _write(tables, sel.tidy, d, provenance, excluded, claims,
                                                                 figures, context, body))
@@ -332,23 +335,126 @@ def _combined(experiment: str, scale: str, tables: dict[str, Table], provenance:
 
 
 # -- for a report across experiments ---------------------------------------------------------
+FIDELITY_COLUMNS = ("experiment", "scale", "kind", "table", "method", "setting", "item", "text", "published", "ours",
+                    "n", "verdict", "detail", "commit", "source")
+"""Columns of :func:`fidelity_rows` (and of the fidelity table, :mod:`bench.report.fidelity`)."""
+CELL_VERDICTS = {"✓": "holds", "better": "fails", "worse": "fails", "n/a": "missing"}
+"""A published cell's verdict (:func:`bench.report.tables.verdict`) as a fidelity verdict."""
+
+
+def commit_of(runs: Optional[pd.DataFrame]) -> str:
+    """Short git SHA(s) of the included runs, ``+dirty`` when the tree was dirty ("" when unknown)."""
+    if runs is None or runs.empty or "git_sha" not in runs:
+        return ""
+    inc = runs[runs["included"] & ~runs["superseded"]] if "included" in runs else runs
+    pairs = sorted({(str(s)[:12], bool(d) if isinstance(d, (bool, int)) else None)
+                    for s, d in zip(inc["git_sha"], inc.get("git_dirty", [None] * len(inc)))
+                    if isinstance(s, str) and s})
+    return ", ".join(sha + ("+dirty" if dirty else "") for sha, dirty in pairs)
+
+
+def _ours(spec, cell: pd.Series) -> tuple[str, int]:
+    """Our cell as "mean ± s.e. (n=k)" (steps: "58 (n=k)", "− (n=k)"), and n."""
+    n = 0 if pd.isna(cell.get("n")) else int(cell["n"])
+    if bool(cell.get("missing")) is True:
+        return render.MISSING, 0
+    if pd.isna(cell.get("value")) and not (spec.is_steps and bool(cell.get("never"))):
+        text = render.format_cell(spec, cell)
+        return text or render.MISSING, n
+    if spec.is_steps:
+        return f"{render.format_cell(spec, cell)} (n={n})", n
+    return render.format_value(spec, cell["value"], cell.get("se", float("nan")), None) + f" (n={n})", n
+
+
+def _cell_verdict(cell: pd.Series, n: int) -> tuple[str, str]:
+    """(fidelity verdict, detail) of a cell with a published number."""
+    raw = str(cell["verdict"])
+    if raw == "n/a" or bool(cell.get("missing")) is True:
+        return "missing", "no completed run" if bool(cell.get("missing")) is True else "no value"
+    if n < 2:
+        return "not enough seeds", f"fewer than 2 seeds (one seed reads {raw})"
+    return CELL_VERDICTS.get(raw, raw), {"better": "ours better than the paper", "worse": "ours worse than the paper",
+                                         "✓": "agrees"}.get(raw, "")
+
+
+def _published_rows(spec, root: Optional[Path]) -> dict[tuple[str, ...], pd.Series]:
+    """Published rows of a table's CSV by cell key (empty when the spec or file has none)."""
+    if not spec.published:
+        return {}
+    try:
+        frame = published_for(load_published(spec.published, root), spec.metric, spec.reduction,
+                              spec.published_threshold)
+    except FileNotFoundError:
+        return {}
+    frame = frame.rename(columns={"method": spec.rows}) if spec.rows == "algorithm.name" else frame
+    if any(k not in frame for k in spec.keys):
+        return {}
+    return {tuple(key_text(r[k]) for k in spec.keys): r for _, r in frame.iterrows()}
+
+
+def _paper_text(spec, value: float, never: bool, note: str) -> str:
+    if never:
+        return render.NEVER + (f" {note}" if note else "")
+    return spec.fmt(value) + ("" if spec.is_steps else spec.unit)
+
+
+def _run_keys(runs: Optional[pd.DataFrame], keys: Sequence[str]) -> set[tuple[str, ...]]:
+    """Cell keys of the included runs (empty when a key is not a config column)."""
+    if runs is None or runs.empty or any(k not in runs for k in keys):
+        return set()
+    inc = runs[runs["included"]] if "included" in runs else runs
+    return {tuple(key_text(r[k]) for k in keys) for _, r in inc.iterrows()}
+
+
 def fidelity_rows(result: ReportResult) -> pd.DataFrame:
-    """One row per published comparison and per paper claim of a report, in one shape for every
-    experiment: ``experiment, scale, kind ("published"|"claim"), table, method, setting, ours,
-    paper, verdict, text``. Concatenate over experiments for a fidelity table."""
+    """One row per paper claim and per published number of one report, in the shape of every
+    experiment (:data:`FIDELITY_COLUMNS`); concatenate over experiments for a fidelity table.
+
+    Claims (``kind="claim"``): ``item`` = claim id, ``text`` = the claim, ``ours`` = the cells behind it,
+    ``verdict`` (:data:`bench.report.claims.VERDICTS`), ``detail`` = the deciding comparison.
+    Published numbers (``kind="cell"``): ``published`` = the paper's value, ``ours`` = "mean ± s.e. (n=k)"
+    (steps: the count), ``verdict``: ``holds`` (agrees: :func:`bench.report.tables.verdict` ✓),
+    ``fails`` (better or worse than the paper), ``not enough seeds`` (n < 2), ``missing`` (no value,
+    e.g. a run that ends before the step read, or the paper's setting is not a point of this scale's grid).
+    """
+    commit = commit_of(result.runs)
+    base = {"experiment": result.experiment, "scale": result.scale, "commit": commit}
     rows = []
+    for check in result.claims:
+        claim = getattr(check, "claim", None)
+        rows.append({**base, "kind": "claim", "table": "|".join(claim.tables) if claim else "",
+                     "method": "|".join(claim.subjects) if claim else "", "setting": "",
+                     "item": claim.id if claim else "", "text": claim.text if claim else str(check), "published": "",
+                     "ours": getattr(check, "numbers", ""), "n": None, "verdict": getattr(check, "status", ""),
+                     "detail": getattr(check, "reason", ""), "source": claim.source if claim else ""})
     for name, table in result.tables.items():
         spec = table.spec
-        if not spec.published:
+        paper = _published_rows(spec, result.published_root)
+        if not paper:
             continue
+        seen = set()
         for _, c in table.cells.iterrows():
+            key = tuple(key_text(c[k]) for k in spec.keys)
+            if key not in paper:
+                continue
+            seen.add(key)
             setting = render.setting_label(spec.columns, [c[k] for k in spec.columns]) if spec.columns else ""
-            rows.append({"experiment": result.experiment, "scale": result.scale, "kind": "published", "table": name,
-                         "method": c[spec.rows], "setting": setting, "ours": render.format_cell(spec, c),
-                         "paper": render.format_published(spec, c), "verdict": c["verdict"], "text": spec.reference})
-    for claim in result.claims:
-        rows.append({"experiment": result.experiment, "scale": result.scale, "kind": "claim", "table": "",
-                     "method": "", "setting": "", "ours": getattr(claim, "detail", ""), "paper": "",
-                     "verdict": getattr(claim, "status", ""), "text": getattr(claim, "text", str(claim))})
-    return pd.DataFrame(rows, columns=["experiment", "scale", "kind", "table", "method", "setting", "ours", "paper",
-                                       "verdict", "text"])
+            ours, n = _ours(spec, c)
+            verdict, detail = _cell_verdict(c, n)
+            p = paper[key]
+            rows.append({**base, "kind": "cell", "table": name, "method": key[0], "setting": setting,
+                         "item": " ".join(x for x in (name + ":", method_label(key[0]), setting) if x),
+                         "text": spec.title, "published": _paper_text(spec, p["value"], bool(p["never"]), p["note"]),
+                         "ours": ours, "n": n, "verdict": verdict, "detail": detail, "source": p["source"]})
+        run_keys = _run_keys(result.runs, spec.keys)
+        for key, p in paper.items():
+            if key in seen:
+                continue
+            why = "no value in its runs" if key in run_keys else f"not a point of the {result.scale} grid"
+            setting = render.setting_label(spec.columns, key[1:]) if spec.columns else ""
+            rows.append({**base, "kind": "cell", "table": name, "method": key[0], "setting": setting,
+                         "item": " ".join(x for x in (name + ":", method_label(key[0]), setting) if x),
+                         "text": spec.title, "published": _paper_text(spec, p["value"], bool(p["never"]), p["note"]),
+                         "ours": "", "n": 0, "verdict": "missing",
+                         "detail": why, "source": p["source"]})
+    return pd.DataFrame(rows, columns=list(FIDELITY_COLUMNS))

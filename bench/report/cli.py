@@ -3,6 +3,7 @@
     bench-report NAME [--scale quick|paper] [--runs DIR] [--results DIR] [--out DIR]
                       [--publish [--force]] [--compare] [--set KEY=VALUE ...]
     bench-report adhoc [--sweep DIR]
+    bench-report --fidelity [--scale quick|paper] [--runs DIR] [--results DIR] [--out DIR] [--publish]
     bench-report --list
 
 Prints the report's Markdown to stdout and writes it, with its CSVs and figures, to ``--out``
@@ -13,6 +14,12 @@ cell-by-cell comparison with the committed tables (exit 0 when every cell agrees
 without it the comparison is appended to the report whenever a committed table exists.
 Exits 2 with a one-line message for an unknown experiment (listing the valid ones) and 1 when
 there are no runs to report.
+
+``--fidelity`` builds every experiment's report at one scale (no figures) and writes ONE table of
+the paper's claims and published numbers beside ours (:mod:`bench.report.fidelity`) to
+``<runs>/fidelity/<scale>/`` (``--out`` elsewhere), with ``--publish`` also to
+``<results>/fidelity/<scale>/``; experiments without records are listed as "no runs". Exits 0
+whenever the table is written.
 """
 from __future__ import annotations
 
@@ -73,6 +80,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="config override the runs were made with (e.g. run.seeds=30), for the expected grid")
     p.add_argument("--no-figures", dest="figures", action="store_false", help="skip the PNG figures")
+    p.add_argument("--fidelity", action="store_true",
+                   help="one table of every experiment's paper claims and published numbers beside ours "
+                        "(<runs>/fidelity/<scale>/; with --publish also <results>/fidelity/<scale>/)")
     p.add_argument("--list", action="store_true", help="list the experiments and exit")
     p.add_argument("--conf", type=Path, default=CONF_DIR, help=argparse.SUPPRESS)
     return p
@@ -90,8 +100,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         for name, text in experiments(args.conf).items():
             print(f"{name:24s} {text}".rstrip())
         return 0
+    if args.fidelity:
+        return _fidelity(args, argv)
     if not args.name:
-        return _fail("name an experiment (see bench-report --list)", 2)
+        return _fail("name an experiment (see bench-report --list, or --fidelity for all)", 2)
     if not known(args.name, args.conf, args.runs):
         valid = sorted(set(experiments(args.conf)) | set(TABLES))
         return _fail(f"unknown experiment '{args.name}'; valid: {', '.join(valid)}", 2)
@@ -118,6 +130,28 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if args.publish:
         print(f"bench-report: {result.publish_note}", file=sys.stderr)
         return 0 if result.published else 1
+    return 0
+
+
+def _fidelity(args: argparse.Namespace, argv: Optional[Sequence[str]]) -> int:
+    """``--fidelity``: build the fidelity table (see :mod:`bench.report.fidelity`)."""
+    from bench.report.fidelity import build_fidelity
+
+    clash = [flag for flag, on in (("an experiment name", bool(args.name)), ("--compare", args.compare),
+                                   ("--force", args.force), ("--sweep", args.sweep is not None),
+                                   ("--set", bool(args.overrides))) if on]
+    if clash:
+        return _fail(f"--fidelity covers every experiment; drop {clash[0]}", 2)
+    command = " ".join(["bench-report", *(argv if argv is not None else sys.argv[1:])])
+    try:
+        result = build_fidelity(args.scale, args.runs, args.results, command=command, out_dir=args.out,
+                                publish=args.publish, conf_dir=args.conf)
+    except ReportError as exc:
+        return _fail(str(exc), 1)
+    print(result.markdown, end="")
+    print(f"bench-report: fidelity table written to {result.out_dir}/", file=sys.stderr)
+    if result.published_dir is not None:
+        print(f"bench-report: published to {result.published_dir}/", file=sys.stderr)
     return 0
 
 

@@ -28,7 +28,7 @@ from bench.report import reduce as R  # noqa: E402
 from bench.report import robust as RB  # noqa: E402
 from bench.report.published import method_label  # noqa: E402
 from bench.report.render import setting_label  # noqa: E402
-from bench.report.tables import TableSpec, _natural, key_text  # noqa: E402
+from bench.report.tables import TableSpec, _natural, key_text, per_seed_values  # noqa: E402
 
 TITLE_SIZE = 10
 MIN_TITLE_SIZE = 6
@@ -145,7 +145,7 @@ def plot_profile(tidy: pd.DataFrame, spec: TableSpec, path: Path, title: Optiona
     observed range, with its 95 % stratified-bootstrap band."""
     if spec.is_steps or any(c not in tidy for c in spec.keys):
         return None
-    per_seed = R.PER_SEED[spec.reduction](tidy, spec.keys, spec.metric, spec.lower_is_better)
+    per_seed = per_seed_values(tidy, spec)
     if per_seed.empty:
         return None
     per_seed["value"] = per_seed["value"] * spec.scale

@@ -5,6 +5,8 @@ CSV layout (tidy, one value per line)::
     experiment, table, method, <setting columns named like config keys, e.g. env.vocab>,
     metric, reduction, threshold, value, unit, note, source
 
+(``threshold``: the threshold of ``steps_to_threshold``, the step of ``at_step``.)
+
 ``method`` uses our algorithm config names (``tpo``, ``grpo_nokl``, ...); :data:`PAPER_NAMES`
 is the one place paper labels map to them. A paper "−" (never reached / > 95 %) is an
 empty ``value`` with a ``note`` saying so; :func:`load_published` exposes it as
@@ -26,9 +28,11 @@ PAPER_NAMES: dict[str, str] = {
     "TPO": "tpo",
     "TPO_token": "tpo_token",
     "TPO-no-anchor": "tpo_no_anchor",
+    "TPO (1 epoch)": "tpo_1ep",
     "GRPO": "grpo",
     "GRPO_token": "grpo_token",
     "GRPO (no KL)": "grpo_nokl",
+    "GRPO (masked)": "grpo_masked",
     "PPO": "ppo",
     "DG": "dg",
     "PG": "pg",

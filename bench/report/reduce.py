@@ -6,6 +6,8 @@ Conventions (TPO paper (Kaddour 2026) §3 for final values and steps to threshol
   cell stay distinct;
 * **final** = the value at the last logged step of each seed;
 * **best** = the minimum (``lower_is_better``) or maximum over steps of each seed;
+* **at step** = the value at the first logged step at or after a given step (e.g. "error at
+  episode 400"); a seed whose record ends before that step has no value there;
 * **steps to threshold** = the first logged step whose *seed-mean* value is strictly
   below the threshold; ``None`` when never (rendered "−");
 * **mean ± s.e.** over seeds: s.e. = sample standard deviation (``ddof=1``) / √n;
@@ -55,6 +57,15 @@ def per_seed_best(tidy: pd.DataFrame, by: Sequence[str], metric: str, lower_is_b
     agg = "min" if lower_is_better else "max"
     best = _groupby(rows, [*by, *SEED])["value"].agg(agg)
     return best.reset_index()[[*by, *SEED, "value"]]
+
+
+def per_seed_at_step(tidy: pd.DataFrame, by: Sequence[str], metric: str, step: int) -> pd.DataFrame:
+    """``by + [run_id, seed, value]``: each seed's value at the first logged step ``>= step``
+    (seeds that logged nothing from ``step`` on are left out)."""
+    rows = usable(tidy, metric)
+    rows = rows[rows["step"] >= step].sort_values("step")
+    first = _groupby(rows, [*by, *SEED]).head(1)
+    return first[[*by, *SEED, "value"]].reset_index(drop=True)
 
 
 def standard_error(values: Sequence[float]) -> float:
@@ -172,5 +183,6 @@ PER_SEED: dict[str, PerSeed] = {
 }
 """Reductions that give one value per seed (then summarised as mean ± s.e. and spread)."""
 
-REDUCTIONS = (*PER_SEED, "steps_to_threshold")
-"""All reduction names a :class:`bench.report.tables.TableSpec` may name."""
+REDUCTIONS = (*PER_SEED, "at_step", "steps_to_threshold")
+"""All reduction names a :class:`bench.report.tables.TableSpec` may name (``at_step`` takes the
+spec's ``at_step``; ``steps_to_threshold`` its ``threshold``)."""

@@ -294,7 +294,9 @@ def table_notes(table: Table) -> list[str]:
         notes.append(f"Steps = first logged step whose seed-mean `{spec.metric}` is below {spec.threshold:g}; "
                      f"{NEVER} = never reached.")
     else:
-        what = f"the {spec.reduction} `{spec.metric}`{f' (×{spec.scale:g}, {spec.unit})' if spec.scale != 1 or spec.unit else ''}"
+        reading = f"value at step {spec.at_step} (first logged step ≥ {spec.at_step}) of" \
+            if spec.reduction == "at_step" else spec.reduction
+        what = f"the {reading} `{spec.metric}`{f' (×{spec.scale:g}, {spec.unit})' if spec.scale != 1 or spec.unit else ''}"
         notes.append({
             "mean_se": f"Cells: mean ± s.e. over seeds of {what}; s.e. = std (ddof 1) / √n.",
             "iqm_ci": f"Cells: IQM over seeds of {what} [95% CI]: interquartile mean (middle 50% of seeds), "

@@ -1,9 +1,10 @@
-"""Declarative table specs per experiment, one small builder, verdicts and paper claims.
+"""Declarative table specs per experiment, one small builder and the verdict rule.
 
 ``TABLES[experiment]`` lists :class:`TableSpec` s; :func:`build_table` turns the tidy frame
 and one spec into a :class:`Table` whose ``cells`` frame has one row per (row key, column
 setting) with the reduced numbers, the published number (if any) and a verdict.
-``CLAIMS[experiment]`` checks the paper's qualitative claims from those cells.
+The paper's qualitative claims about those cells are data (``results/published/claims.csv``),
+checked by :mod:`bench.report.claims`.
 An experiment without specs gets :func:`generic_specs` (final value of every ``train/`` and
 ``eval/`` metric per algorithm).
 """
@@ -12,14 +13,14 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Mapping, Optional, Sequence
+from typing import Mapping, Optional, Sequence
 
 import numpy as np
 import pandas as pd
 
 from bench import metrics as M
 from bench.report import reduce as R
-from bench.report.published import load_published, method_label, published_for
+from bench.report.published import load_published, published_for
 
 
 CELL_FORMATS = ("mean_se", "iqm_ci", "mean_ci")
@@ -33,8 +34,10 @@ class TableSpec:
     name:            file stem (``results/<experiment>/<scale>/<name>.md|.csv|.png``).
     title:           heading printed above the table.
     metric:          metric name from :mod:`bench.metrics`.
-    reduction:       ``"final"``, ``"best"``, ``"mean_over_steps"`` or ``"steps_to_threshold"`` (:data:`reduce.REDUCTIONS`).
+    reduction:       ``"final"``, ``"best"``, ``"mean_over_steps"``, ``"at_step"`` or ``"steps_to_threshold"``
+                     (:data:`reduce.REDUCTIONS`).
     threshold:       raw-metric threshold for ``steps_to_threshold`` (e.g. 0.01 = 1 % error).
+    at_step:         the step read by the ``at_step`` reduction (e.g. 400 for "error at episode 400").
     rows:            config column giving the table rows (usually ``algorithm.name``).
     columns:         config columns whose value combinations give the table columns.
     row_order:       preferred row order (other rows follow, sorted).
@@ -61,6 +64,7 @@ class TableSpec:
     metric: str
     reduction: str = "final"
     threshold: Optional[float] = None
+    at_step: Optional[int] = None
     rows: str = "algorithm.name"
     columns: tuple[str, ...] = ()
     row_order: tuple[str, ...] = ()
@@ -88,6 +92,15 @@ class TableSpec:
             raise ValueError(f"table {self.name!r}: number_format must be 'f' or 'g'")
         if self.reduction == "steps_to_threshold" and self.threshold is None:
             raise ValueError(f"table {self.name!r}: steps_to_threshold needs a threshold")
+        if (self.reduction == "at_step") != (self.at_step is not None):
+            raise ValueError(f"table {self.name!r}: at_step={self.at_step!r} goes with reduction 'at_step' only "
+                             f"(reduction={self.reduction!r})")
+
+    @property
+    def published_threshold(self) -> Optional[float]:
+        """The ``threshold`` column of its published rows: the threshold of ``steps_to_threshold``,
+        the step of ``at_step`` (``None`` otherwise)."""
+        return float(self.at_step) if self.reduction == "at_step" else self.threshold
 
     @property
     def keys(self) -> list[str]:
@@ -175,7 +188,9 @@ TABLES: dict[str, list[TableSpec]] = {
                   f"over its one-vs-rest surrogate, misclassified test examples with concentration in {b} "
                   "(rows: the algorithm training the policy)",
                   M.diag(f"mech_surplus_{m}_bin{i}"), decimals=3, number_format="g", lower_is_better=False,
-                  row_order=("tpo", "pg"), reference="paper Fig. 4b, App. C")
+                  row_order=("tpo", "pg"), reference="paper Fig. 4b, App. C",
+                  # §3.3: TPO's surplus (on the TPO-trained policy) is 0.073 in the highest-concentration bin
+                  **(dict(published="mnist_mechanism.csv", tolerance=0.02) if (m, i) == ("tpo", 3) else {}))
         for m in ("tpo", "pg", "dg", "group_pg") for i, b in enumerate(_MECH_BINS)
     ],
 }
@@ -184,15 +199,19 @@ TABLES: dict[str, list[TableSpec]] = {
 # -- token reversal family (bench/families/sequence.py): Tables 1-3, 5, Fig. 8, §3 diagnostics and sweeps --
 _SEQ_TOKEN_ROWS = ("tpo_token", "grpo_token", "dg", "ppo")
 _SEQ_GRID = ("env.matching", "env.reward", "env.logic")
+_DIAG_ROWS = ("tpo", "tpo_1ep", "grpo", "grpo_nokl", "ppo", "dg")
 
 
-def _final_and_steps(title: str, columns: tuple[str, ...], reference: str, **kw) -> list[TableSpec]:
-    """Final error (%) with the per-seed spread, and steps to 1 % (seed-mean curve)."""
+def _final_and_steps(title: str, columns: tuple[str, ...], reference: str, *, decimals: int = 1,
+                     published_final: Optional[str] = None, tolerance: float = 0.0,
+                     published_steps: Optional[str] = None, **kw) -> list[TableSpec]:
+    """Final error (%) with the per-seed spread, and steps to 1 % (seed-mean curve); each compared with
+    its published CSV when one is named (``tolerance``: percentage points, final error)."""
     return [TableSpec("final_error", f"{title}: error (%) at the last step", M.ERROR, columns=columns, scale=100,
-                      unit="%", decimals=1, spread=True, spread_threshold=50.0, reference=reference,
-                      cell="iqm_ci", **kw),
+                      unit="%", decimals=decimals, spread=True, spread_threshold=50.0, reference=reference,
+                      cell="iqm_ci", published=published_final, tolerance=tolerance, **kw),
             TableSpec("steps_to_1pct", f"{title}: steps to 1% error", M.ERROR, reduction="steps_to_threshold",
-                      threshold=0.01, columns=columns, reference=reference, **kw)]
+                      threshold=0.01, columns=columns, reference=reference, published=published_steps, **kw)]
 
 
 TABLES["table1_vocab"] = [*TABLES["table1_vocab"], TableSpec(
@@ -203,23 +222,36 @@ TABLES.update({
     "table2_variations": [
         TableSpec("table2", "Table 2: steps to 1% error, target logic x reward x matching (token candidates)",
                   M.ERROR, reduction="steps_to_threshold", threshold=0.01, columns=_SEQ_GRID,
-                  row_order=_SEQ_TOKEN_ROWS, reference="paper Table 2"),
+                  row_order=_SEQ_TOKEN_ROWS, published="table2_variations.csv", rel_tolerance=0.25,
+                  reference="paper Table 2"),
         TableSpec("final_error", "Table 2 setting: error (%) at the last step (per-seed spread)", M.ERROR,
                   columns=_SEQ_GRID, scale=100, unit="%", decimals=2, spread=True, spread_threshold=1.0,
                   row_order=_SEQ_TOKEN_ROWS, reference="paper Table 2 setting", cell="iqm_ci"),
     ],
     "ablation_anchor": _final_and_steps("Anchor ablation (terminal reward, prompt-matched)", ("env.horizon",),
-                                        "paper Fig. 8",
+                                        "paper §3.7, Fig. 8", published_final="ablation_anchor.csv", tolerance=2.0,
                                         row_order=("tpo", "tpo_no_anchor", "group_pg", "grpo", "grpo_nokl")),
-    "table5_eta": _final_and_steps("Table 5: TPO temperature η", ("algorithm.eta",), "paper Table 5"),
-    "sweep_k": _final_and_steps("Sparse reward, sweep over K", ("env.k",), "TPO paper §4 sparse-reward sweeps (docs/paper-map.md §6)"),
-    "sweep_epochs": _final_and_steps("Sparse reward, sweep over epochs", ("algorithm.epochs",), "TPO paper §4 sparse-reward sweeps (docs/paper-map.md §6)"),
-    "grpo_masking": _final_and_steps("Sparse reward, GRPO zero-variance masking", (), "TPO paper §4 sparse-reward sweeps (docs/paper-map.md §6)",
+    "table5_eta": _final_and_steps("Table 5: TPO temperature η", ("algorithm.eta",), "paper App. D, Table 5",
+                                   published_final="table5_eta.csv", tolerance=0.5, published_steps="table5_eta.csv"),
+    "sweep_k": _final_and_steps("Sparse reward, sweep over K", ("env.k",), "paper §4.2, Fig. 12", decimals=2,
+                                published_final="sweep_k.csv", tolerance=1.0),
+    "sweep_epochs": _final_and_steps("Sparse reward, sweep over epochs", ("algorithm.epochs",), "paper §4.3, Fig. 15",
+                                     decimals=2, published_final="sweep_epochs.csv", tolerance=1.0),
+    "grpo_masking": _final_and_steps("Sparse reward, GRPO zero-variance masking", (), "paper §4.2, Fig. 13",
+                                     decimals=2, published_final="grpo_masking.csv", tolerance=1.0,
                                      row_order=("grpo", "grpo_masked", "tpo")),
     "diagnostics_sparse": [
+        TableSpec("final_error", "Sparse-reward diagnostics: exact-match error (%) at the last step", M.ERROR,
+                  scale=100, unit="%", decimals=2, spread=True, row_order=_DIAG_ROWS, published="diagnostics_sparse.csv",
+                  tolerance=2.0, reference="paper §4.1, §4.3, Fig. 10, Fig. 14"),
+        TableSpec("error_at_400", "Sparse-reward diagnostics: exact-match error (%) at episode 400", M.ERROR,
+                  reduction="at_step", at_step=400, scale=100, unit="%", decimals=2, spread=True,
+                  row_order=_DIAG_ROWS, published="diagnostics_sparse.csv", tolerance=0.5,
+                  reference="paper §4.3, Fig. 14"),
+    ] + [
         TableSpec(name, f"Sparse-reward diagnostics: {title}, mean over all steps", metric,
                   reduction="mean_over_steps", decimals=3, number_format="g", lower_is_better=lower, spread=True,
-                  row_order=("tpo", "grpo"), reference="TPO paper §4 sparse-reward diagnostics (docs/paper-map.md §6)")
+                  row_order=_DIAG_ROWS, reference="paper §4.1–4.3, Figs. 10, 11, 14")
         for name, title, metric, lower in (
             ("error", "exact-match error", M.ERROR, True),
             ("grad_norm", "first-epoch gradient L2 norm", M.GRAD_NORM, False),
@@ -344,6 +376,15 @@ def _key(row: pd.Series, keys: Sequence[str]) -> tuple[str, ...]:
     return tuple(key_text(row[k]) for k in keys)
 
 
+def per_seed_values(tidy: pd.DataFrame, spec: TableSpec, keys: Optional[Sequence[str]] = None) -> pd.DataFrame:
+    """``keys + [run_id, seed, value]``: the spec's per-seed reduction (raw metric units; not for
+    ``steps_to_threshold``, which reduces the seed-mean curve). ``keys`` default to ``spec.keys``."""
+    keys = list(spec.keys if keys is None else keys)
+    if spec.reduction == "at_step":
+        return R.per_seed_at_step(tidy, keys, spec.metric, int(spec.at_step))
+    return R.PER_SEED[spec.reduction](tidy, keys, spec.metric, spec.lower_is_better)
+
+
 def _reduce(tidy: pd.DataFrame, spec: TableSpec) -> pd.DataFrame:
     """Numbers of our completed runs: keys + value, se, n, never, spread columns."""
     keys = spec.keys
@@ -353,7 +394,7 @@ def _reduce(tidy: pd.DataFrame, spec: TableSpec) -> pd.DataFrame:
         out["value"] = out["steps"].map(lambda s: math.nan if s is None else float(s))
         out["se"] = math.nan
         return out.drop(columns="steps")
-    per_seed = R.PER_SEED[spec.reduction](tidy, keys, spec.metric, spec.lower_is_better)
+    per_seed = per_seed_values(tidy, spec, keys)
     per_seed["value"] = per_seed["value"] * spec.scale
     stats = R.mean_se(per_seed, keys).rename(columns={"mean": "value"})
     stats["never"] = False
@@ -400,7 +441,7 @@ def _published(spec: TableSpec, root: Optional[Path], notes: list[str]) -> dict[
     except FileNotFoundError as exc:
         notes.append(f"{exc}; no comparison made.")
         return {}
-    frame = published_for(frame, spec.metric, spec.reduction, spec.threshold)
+    frame = published_for(frame, spec.metric, spec.reduction, spec.published_threshold)
     frame = frame.rename(columns={"method": spec.rows}) if spec.rows == "algorithm.name" else frame
     missing = [k for k in spec.keys if k not in frame]
     if missing:
@@ -516,90 +557,3 @@ def _data_note(runs: Optional[pd.DataFrame], spec: TableSpec) -> list[str]:
     caveat = (" Published MNIST numbers are for the four standard IDX files (`mnist`) at paper scale;"
               " verdicts for other data are not a like-for-like comparison.") if spec.published and used != ["mnist"] else ""
     return [f"Data source (`{col}`): {', '.join(used)}.{caveat}"]
-
-
-# -- claims --------------------------------------------------------------------------------
-class ClaimCheck(str):
-    """One checked paper claim: the printed line (a ``str``) with its parts as attributes.
-
-    ``text`` (the claim, with its paper reference), ``status`` (``"holds"``, ``"does not hold"``
-    or ``"cannot be checked"``), ``detail`` (the numbers behind it). A fidelity report collects
-    these across experiments (:func:`bench.report.api.fidelity_rows`).
-    """
-
-    text: str
-    status: str
-    detail: str
-
-    def __new__(cls, text: str, status: str, detail: str) -> "ClaimCheck":
-        line = super().__new__(cls, f"{text} — {status} ({detail})")
-        line.text, line.status, line.detail = text, status, detail
-        return line
-
-
-Claim = Callable[[dict[str, Table]], list[ClaimCheck]]
-
-
-def _means(table: Optional[Table]) -> dict[str, float]:
-    """Row name -> mean of the cell values over the table's columns (NaN-free cells only)."""
-    if table is None or table.cells.empty:
-        return {}
-    cells = table.cells.dropna(subset=["value"])
-    return {key_text(k): float(v) for k, v in cells.groupby(table.spec.rows)["value"].mean().items()}
-
-
-def _fmt(values: dict[str, float], names: Sequence[str], spec: TableSpec) -> str:
-    return ", ".join(f"{method_label(n)} {spec.fmt(values[n])}" for n in names)
-
-
-def claim_ordering(tables: dict[str, Table], table: str, winners: Sequence[str], losers: Sequence[str],
-                   text: str) -> ClaimCheck:
-    """"holds" when every winner's value is below every loser's value in ``tables[table]``.
-
-    A row's value is its cell mean (averaged over the column settings when the table has any).
-    """
-    values = _means(tables.get(table))
-    missing = [n for n in (*winners, *losers) if n not in values]
-    if missing:
-        return ClaimCheck(text, "cannot be checked", f"no numbers for {', '.join(method_label(m) for m in missing)}")
-    holds = max(values[w] for w in winners) < min(values[l] for l in losers)
-    spec = tables[table].spec
-    return ClaimCheck(text, "holds" if holds else "does not hold",
-                      f"{_fmt(values, winners, spec)} vs {_fmt(values, losers, spec)}")
-
-
-def claim_closest(tables: dict[str, Table], table: str, target: str, candidate: str, text: str) -> ClaimCheck:
-    """"holds" when ``candidate`` is the non-target row closest to ``target`` in ``tables[table]``."""
-    values = _means(tables.get(table))
-    if target not in values or candidate not in values or len(values) < 3:
-        return ClaimCheck(text, "cannot be checked",
-                          f"need {method_label(target)}, {method_label(candidate)} and another method")
-    gaps = {n: abs(v - values[target]) for n, v in values.items() if n != target}
-    closest = min(gaps, key=gaps.get)
-    spec = tables[table].spec
-    detail = ", ".join(f"{method_label(n)} {spec.fmt(g)}" for n, g in sorted(gaps.items(), key=lambda kv: kv[1]))
-    return ClaimCheck(text, "holds" if closest == candidate else "does not hold",
-                      f"|Δ to {method_label(target)}|: {detail}")
-
-
-CLAIMS: dict[str, Claim] = {
-    "tabular_single": lambda t: [
-        claim_ordering(t, "error", ["tpo", "dg"], ["pg", "grpo"],
-                       "Claim (paper Fig. 2): TPO and DG end below PG and GRPO in error"),
-        claim_ordering(t, "misalignment_mean", ["tpo"], ["pg", "dg", "grpo"],
-                       "Claim (paper Fig. 2): TPO has the lowest misalignment to the PG direction (mean over steps)"),
-    ],
-    "tabular_multi": lambda t: [
-        claim_closest(t, "error", "ce", "tpo",
-                      "Claim (paper Fig. 3): TPO is the method closest to CE in error"),
-        claim_closest(t, "misalignment_mean", "ce", "tpo",
-                      "Claim (paper Fig. 3): TPO is the method closest to CE in misalignment (mean over steps)"),
-    ],
-}
-"""Experiment name -> function of its built tables returning one line per paper claim."""
-
-
-def check_claims(experiment: str, tables: dict[str, Table]) -> list[ClaimCheck]:
-    """Claim lines of ``experiment`` (empty when it registers none)."""
-    claim = CLAIMS.get(experiment)
-    return claim(tables) if claim else []

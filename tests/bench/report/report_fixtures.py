@@ -169,6 +169,15 @@ fixture,T,pg,2,train/error,final,,,%,never reached (>95%),fixture
 fixture,T,tpo,2,train/error,steps_to_threshold,0.01,2,steps,,fixture
 fixture,T,dg,2,train/error,steps_to_threshold,0.01,,steps,never reached,fixture
 fixture,T,pg,2,train/error,steps_to_threshold,0.01,3,steps,,fixture
+fixture,T,tpo,16,train/error,final,,0.3,%,,fixture
+"""
+
+CLAIMS_CSV = """experiment,claim,text,kind,table,metric,across,subjects,versus,settings,threshold,source
+fixture,tpo_below_dg_pg,TPO ends below DG and PG,ordering,final,train/error,,tpo,dg|pg,,,fixture
+fixture,pg_below_tpo,PG ends below TPO,ordering,final,train/error,,pg,tpo,,,fixture
+fixture,tpo_lowest,TPO has the lowest error at each V,lowest,final,train/error,,tpo,,,,fixture
+fixture,tpo_first,TPO reaches 1% first at V = 2,lowest,steps,train/error,,tpo,dg|pg,env.vocab=2,,fixture
+fixture,v8,DG is below 5% at V = 8,below,final,train/error,,dg,,env.vocab=8,5,fixture
 """
 
 
@@ -195,15 +204,13 @@ def published_root(tmp_path: Path) -> Path:
     root = tmp_path / "published"
     root.mkdir()
     (root / "fixture.csv").write_text(PUBLISHED_CSV)
+    (root / "claims.csv").write_text(CLAIMS_CSV)
     return root
 
 
 @pytest.fixture
 def fixture_tables(monkeypatch: pytest.MonkeyPatch) -> list[T.TableSpec]:
-    """Register the fixture experiment's table specs and claim."""
+    """Register the fixture experiment's table specs (its claims are in :data:`CLAIMS_CSV`, written
+    by :func:`published_root`)."""
     monkeypatch.setitem(T.TABLES, EXPERIMENT, FIXTURE_SPECS)
-    monkeypatch.setitem(T.CLAIMS, EXPERIMENT, lambda t: [
-        T.claim_ordering(t, "final", ["tpo"], ["dg", "pg"], "Claim (fixture): TPO ends below DG and PG"),
-        T.claim_ordering(t, "final", ["pg"], ["tpo"], "Claim (fixture): PG ends below TPO"),
-    ])
     return FIXTURE_SPECS

@@ -197,8 +197,10 @@ def test_claims_and_published_comparisons_collect_into_one_frame(runs_root, tmp_
                           published_root=published_root, figures=False)
     rows = fidelity_rows(result)
     claims = rows[rows["kind"] == "claim"]
-    assert list(claims["verdict"]) == ["holds", "does not hold"]
-    assert claims["text"].iloc[0] == "Claim (fixture): TPO ends below DG and PG"
-    published = rows[(rows["kind"] == "published") & (rows["table"] == "final")].set_index(["method", "setting"])
-    assert published.loc[("tpo", "V=2"), ["ours", "paper", "verdict"]].tolist() == ["0.50 ± 0.06", "0.50", "✓"]
-    assert published.loc[("grpo", "V=4"), "ours"] == "missing"
+    assert list(claims["verdict"]) == ["holds", "fails", "missing", "holds", "missing"]
+    assert claims["text"].iloc[0] == "TPO ends below DG and PG" and claims["item"].iloc[0] == "tpo_below_dg_pg"
+    cells = rows[(rows["kind"] == "cell") & (rows["table"] == "final")].set_index(["method", "setting"])
+    assert cells.loc[("tpo", "V=2"), ["ours", "published", "verdict"]].tolist() == ["0.50 ± 0.06 (n=3)", "0.50%",
+                                                                                  "holds"]
+    assert cells.loc[("dg", "V=2"), ["verdict", "detail"]].tolist() == ["fails", "ours better than the paper"]
+    assert set(rows["commit"]) == {"0123456789ab"}

@@ -1,4 +1,4 @@
-"""Table specs, builder, verdict rule, claims, and the transcribed published numbers."""
+"""Table specs, builder, verdict rule, the registered claims, and the transcribed published numbers."""
 from __future__ import annotations
 
 import math
@@ -8,6 +8,7 @@ import pytest
 
 from bench import metrics as M
 from bench.records import RunWriter
+from bench.report import claims as C
 from bench.report import tables as T
 from bench.report.collect import collect
 from bench.report.published import METHOD_LABELS, PUBLISHED_DIR, load_published, published_for
@@ -97,16 +98,16 @@ def test_pooled_configs_are_noted(runs_root, published_root, fixture_tables):
     assert any("pooling seeds of several configs" in n and "tpo/2" in n for n in table.notes)
 
 
-def test_claims_hold_and_fail(runs_root, published_root, fixture_tables):
+def test_fixture_claims_hold_fail_and_miss(runs_root, published_root, fixture_tables):
     data = collect(runs_root, EXPERIMENT, SCALE)
     tables = {s.name: T.build_table(data.tidy, s, data.runs, published_root) for s in fixture_tables}
-    lines = T.check_claims(EXPERIMENT, tables)
-    assert lines[0].startswith("Claim (fixture): TPO ends below DG and PG — holds")
-    assert "— does not hold" in lines[1]
-    assert "cannot be checked" in T.claim_ordering(tables, "final", ["ce"], ["pg"], "x")
-    closest = T.claim_closest(tables, "final", "tpo", "dg", "x")
-    assert closest.startswith("x — holds")
-    assert T.claim_closest(tables, "final", "tpo", "pg", "x").startswith("x — does not hold")
+    checks = C.check_claims(EXPERIMENT, tables, data.tidy, C.load_claims(published_root))
+    assert [c.claim.id for c in checks] == ["tpo_below_dg_pg", "pg_below_tpo", "tpo_lowest", "tpo_first", "v8"]
+    assert [c.status for c in checks] == ["holds", "fails", "missing", "holds", "missing"]
+    assert checks[0].startswith("Claim (fixture): TPO ends below DG and PG — holds (V=2: TPO 0.50 ± 0.06 (n=3), ")
+    assert checks[1].reason == "PG not below TPO at V=2"
+    assert checks[2].reason == "no value for PPO at V=2"          # the NaN run
+    assert checks[4].reason == "no cells at env.vocab=8"
 
 
 def test_generic_specs_for_unregistered_experiment(runs_root):
@@ -183,12 +184,14 @@ def _final_tidy(finals: dict[str, float], metric: str = M.ERROR) -> pd.DataFrame
 
 @pytest.mark.parametrize("finals, verdict", [
     ({"pg": 0.1, "dg": 0.02, "tpo": 0.01, "grpo": 0.3}, "holds"),
-    ({"pg": 0.1, "dg": 0.2, "tpo": 0.01, "grpo": 0.3}, "does not hold"),
+    ({"pg": 0.1, "dg": 0.2, "tpo": 0.01, "grpo": 0.3}, "fails"),
 ])
 def test_registered_tabular_single_claim(finals, verdict):
     spec = {t.name: t for t in T.TABLES["tabular_single"]}["error"]
-    lines = T.check_claims("tabular_single", {"error": T.build_table(_final_tidy(finals), spec)})
-    assert lines[0].startswith("Claim (paper Fig. 2): TPO and DG end below PG and GRPO in error — " + verdict + " (")
+    lines = C.check_claims("tabular_single", {"error": T.build_table(_final_tidy(finals), spec)})
+    assert lines[0].startswith("Claim (TPO paper §3.1, Fig. 2a): TPO and DG end below PG and GRPO in error — "
+                               + verdict + " (")
+    assert lines[1].status == "missing"   # no misalignment table given
 
 
 def test_registered_tabular_multi_claims():
@@ -197,6 +200,7 @@ def test_registered_tabular_multi_claims():
     tables = {"error": T.build_table(_final_tidy({"ce": 0.01, "tpo": 0.02, "dg": 0.2, "pg": 0.1, "grpo": 0.05}), err),
               "misalignment_mean": T.build_table(_final_tidy({"ce": 0.0, "tpo": 0.3, "dg": 0.2, "pg": 0.5, "grpo": 0.4},
                                                         M.MISALIGNMENT), mis)}
-    error_line, mis_line = T.check_claims("tabular_multi", tables)
+    error_line, mis_line = C.check_claims("tabular_multi", tables)
     assert "closest to CE in error — holds" in error_line
-    assert "closest to CE in misalignment (mean over steps) — does not hold" in mis_line
+    assert "closest to CE in misalignment (mean over steps) — fails" in mis_line
+    assert mis_line.reason == "|TPO − CE| not below |DG − CE|"
