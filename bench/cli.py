@@ -155,7 +155,29 @@ def _hydra_main(cfg: DictConfig) -> Any:
     except (ConfigError, KeyError, FileNotFoundError) as exc:
         msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
         print(f"bench: error: {msg}", file=sys.stderr)
+        discard_job_dir()
         sys.exit(2)
+
+
+def discard_job_dir() -> None:
+    """Remove the job's Hydra output folder (``<run.root>/_hydra/<date>/<time>[/<job>]``) when it holds only
+    Hydra's own files (``.hydra/`` and logs), so a refused config leaves nothing behind; emptied parents
+    up to ``_hydra`` go too. Anything else in the folder keeps it."""
+    import shutil
+
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return
+    out = Path(HydraConfig.get().runtime.output_dir)
+    files = [p for p in out.rglob("*") if p.is_file()] if out.is_dir() else []
+    if any(".hydra" not in p.relative_to(out).parts[:1] and p.suffix != ".log" for p in files):
+        return
+    shutil.rmtree(out, ignore_errors=True)
+    for parent in out.parents:
+        if parent.name == "_hydra" or not parent.is_dir() or any(parent.iterdir()):
+            break
+        parent.rmdir()
 
 
 def register_all() -> None:

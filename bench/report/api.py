@@ -52,7 +52,9 @@ class ReportResult:
     """What :func:`build_report` produced.
 
     ``out_dir``: where the files were written; ``expected``: the grid (``None`` when unknown);
-    ``missing``: labels of expected runs without a completed record; ``comparisons``: table name
+    ``missing``: labels of expected runs without a completed record; ``differences``: one line per
+    grid point whose record differs from the experiment file (e.g. ``run.steps: 20 (experiment file:
+    1000)``); ``comparisons``: table name
     -> cell-by-cell comparison with the committed table (:mod:`bench.report.compare`);
     ``published``: whether ``results/`` was written; ``publish_note``: what happened on publish;
     ``published_root``: where the published numbers and claims were read from (``None``: the default).
@@ -69,6 +71,7 @@ class ReportResult:
     expected: Optional[list[ExpectedRun]] = None
     missing: list[str] = field(default_factory=list)
     comparisons: dict[str, pd.DataFrame] = field(default_factory=dict)
+    differences: list[str] = field(default_factory=list)
     published: bool = False
     publish_note: str = ""
     published_root: Optional[Path] = None
@@ -264,7 +267,7 @@ def build_report(experiment: str, scale: Optional[str], runs_root: Path, results
         markdown += "\n" + "\n".join(render_comparison(tables, comparisons, _shown(committed_dir))).rstrip("\n") + "\n"
     paths = _write(tables, sel.tidy, out_dir, provenance, excluded, claims, figures, context, markdown)
     result = ReportResult(experiment, scale, markdown, paths, tables, claims, sel.runs, out_dir, grid, sel.missing,
-                          comparisons, published_root=published_root)
+                          comparisons, differences=list(sel.differences), published_root=published_root)
     if publish:
         _publish(result, committed_dir, force, lambda d: _write(tables, sel.tidy, d, provenance, excluded, claims,
                                                                 figures, context, body))
@@ -287,7 +290,8 @@ def _shown(path: Path) -> str:
 
 
 def _publish(result: ReportResult, committed_dir: Path, force: bool, write) -> None:
-    """Write the tables into ``results/`` unless an incomplete grid would replace a committed table."""
+    """Write the tables into ``results/`` unless an incomplete grid, or runs whose settings differ from the
+    experiment file (e.g. fewer steps), would replace a committed table (``force`` overrides both)."""
     if result.experiment == ADHOC:
         result.publish_note = "not published: ad-hoc sweeps have no committed table (results/ holds experiments)"
         return
@@ -297,6 +301,12 @@ def _publish(result: ReportResult, committed_dir: Path, force: bool, write) -> N
             f"not published: {len(result.missing)} of {len(result.expected or [])} expected runs are missing "
             f"({', '.join(result.missing)}); {_shown(committed_dir)} keeps its committed tables. Finish the sweep "
             f"(bench experiment={result.experiment} scale={result.scale}) or pass --force.")
+        return
+    if result.differences and committed and not force:
+        result.publish_note = (
+            f"not published: {len(result.differences)} runs differ from the experiment file "
+            f"({'; '.join(result.differences[:3])}{'; …' if len(result.differences) > 3 else ''}); "
+            f"{_shown(committed_dir)} keeps its committed tables. Rerun with the experiment's settings or pass --force.")
         return
     for name in result.tables:   # figures of the earlier layout (one PNG per table) would go stale
         (committed_dir / f"{name}.png").unlink(missing_ok=True)

@@ -162,7 +162,10 @@ def _print_comparison(result, results_root: Path) -> int:
     print("\n".join(render_comparison(result.tables, result.comparisons, f"{committed}/")).rstrip("\n"))
     if result.missing:
         print(f"\n(missing here: {len(result.missing)} expected runs: {', '.join(result.missing)})")
-    return 0 if agrees(result.comparisons) and not result.missing else 1
+    if result.differences:
+        print(f"\n(not the experiment's settings: {len(result.differences)} runs differ from the experiment file, "
+              f"so their cells need not match: {'; '.join(result.differences)})")
+    return 0 if agrees(result.comparisons) and not result.missing and not result.differences else 1
 
 
 if __name__ == "__main__":  # pragma: no cover

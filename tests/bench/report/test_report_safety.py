@@ -112,6 +112,31 @@ def test_complete_grid_publishes_and_the_default_writes_nothing_under_results(tm
     assert "## Comparison with the committed" not in (out / "report.md").read_text()
 
 
+def test_complete_grid_at_other_settings_never_replaces_committed_tables(tmp_path, committed):
+    """A full grid run with fewer steps than the experiment file is not the committed table's configuration."""
+    runs = tmp_path / "runs"
+    for algo in ("ce", "tpo", "dg", "pg", "grpo"):
+        write_tabular_multi(runs, algo, steps=2)
+    before = _snapshot(committed)
+    result = build_report("tabular_multi", "paper", runs, committed, publish=True)
+    assert result.complete and len(result.differences) == 5
+    assert not result.published and "not published: 5 runs differ from the experiment file" in result.publish_note
+    assert "run.steps" in result.publish_note
+    assert _snapshot(committed) == before
+    forced = build_report("tabular_multi", "paper", runs, committed, publish=True, force=True)
+    assert forced.published and _snapshot(committed) != before
+
+
+def test_compare_says_when_runs_are_not_the_experiments_settings(tmp_path, committed, capsys):
+    runs = tmp_path / "runs"
+    for algo in ("ce", "tpo", "dg", "pg", "grpo"):
+        write_tabular_multi(runs, algo, steps=2)
+    rc = cli.main(["tabular_multi", "--scale", "paper", "--runs", str(runs), "--results", str(committed), "--compare"])
+    out = capsys.readouterr().out
+    assert rc == 1 and "not the experiment's settings: 5 runs differ from the experiment file" in out
+    assert "run.steps" in out
+
+
 def test_closest_configuration_is_used_and_differences_are_named(tmp_path):
     runs = tmp_path / "runs"
     write_tabular_multi(runs, "ce", steps=2, started_at="2026-02-01T10:00:00+0000")   # newer, but not the file's
