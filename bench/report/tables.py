@@ -20,7 +20,7 @@ import pandas as pd
 
 from bench import metrics as M
 from bench.report import reduce as R
-from bench.report.published import load_published, published_for
+from bench.report.published import load_published, published_for, setting_columns
 
 
 CELL_FORMATS = ("mean_se", "iqm_ci", "mean_ci")
@@ -432,8 +432,14 @@ def _as_text_keys(frame: pd.DataFrame, keys: Sequence[str]) -> pd.DataFrame:
     return frame
 
 
-def _published(spec: TableSpec, root: Optional[Path], notes: list[str]) -> dict[tuple[str, ...], tuple[float, bool]]:
-    """Published (value, never) by cell key; empty (with a note) when the spec has none or the CSV is missing."""
+def _published(spec: TableSpec, root: Optional[Path], notes: list[str],
+               runs: Optional[pd.DataFrame] = None) -> dict[tuple[str, ...], tuple[float, bool]]:
+    """Published (value, never) by cell key; empty (with a note) when the spec has none or the CSV is missing.
+
+    A setting column of the CSV that is not a table key (e.g. ``env.horizon`` where the paper fixes H) is a
+    condition: a published row is used only when the table's included runs have that value, so a quick-scale
+    table at another H shows no paper column (a note says why) rather than comparing different tasks.
+    """
     if not spec.published:
         return {}
     try:
@@ -446,7 +452,25 @@ def _published(spec: TableSpec, root: Optional[Path], notes: list[str]) -> dict[
     missing = [k for k in spec.keys if k not in frame]
     if missing:
         raise ValueError(f"{spec.published}: missing setting columns {missing} needed by table {spec.name!r}")
+    frame = _matching_conditions(frame, spec, runs, notes)
     return {_key(r, spec.keys): (r["value"], bool(r["never"])) for _, r in frame.iterrows()}
+
+
+def _matching_conditions(frame: pd.DataFrame, spec: TableSpec, runs: Optional[pd.DataFrame],
+                         notes: list[str]) -> pd.DataFrame:
+    """Published rows whose non-key setting columns match the values of the table's included runs."""
+    if runs is None or runs.empty:
+        return frame
+    included = runs[runs["included"]] if "included" in runs else runs
+    for col in [c for c in setting_columns(frame) if c not in spec.keys and c in included]:
+        ours = {key_text(v) for v in included[col].dropna()}
+        keep = frame[col].map(key_text).isin(ours)
+        if not keep.all():
+            paper = ", ".join(sorted({key_text(v) for v in frame.loc[~keep, col]}))
+            notes.append(f"Paper values at `{col}` = {paper} are not shown: these runs have "
+                         f"`{col}` = {', '.join(sorted(ours))}.")
+        frame = frame[keep]
+    return frame
 
 
 def _order(cells: pd.DataFrame, spec: TableSpec) -> pd.DataFrame:
@@ -509,7 +533,7 @@ def build_table(tidy: pd.DataFrame, spec: TableSpec, runs: Optional[pd.DataFrame
     cells = _with_row_labels(cells, spec, runs)
     cells["nan_runs"] = cells["nan_runs"].fillna(0).astype(int)
     cells["never"] = cells["never"].astype("boolean").fillna(False).astype(bool)
-    paper = _published(spec, published_root, notes)
+    paper = _published(spec, published_root, notes, runs)
     found = [paper.get(_key(r, spec.keys), (math.nan, False)) for _, r in cells.iterrows()]
     cells["published"] = [v for v, _ in found]
     cells["published_never"] = [n for _, n in found]

@@ -204,3 +204,21 @@ def test_registered_tabular_multi_claims():
     assert "closest to CE in error — holds" in error_line
     assert "closest to CE in misalignment (mean over steps) — fails" in mis_line
     assert mis_line.reason == "|TPO − CE| not below |DG − CE|"
+
+
+def test_published_rows_apply_only_at_the_papers_fixed_settings():
+    """A non-key setting column of a published CSV (env.horizon) is a condition on the table's runs."""
+    import pandas as pd
+
+    from bench.report.tables import TableSpec, _matching_conditions
+
+    spec = TableSpec(name="t", title="t", metric="train/error", columns=("env.vocab",))
+    paper = pd.DataFrame({"algorithm.name": ["tpo", "tpo"], "env.vocab": ["2", "4"], "env.horizon": ["10", "10"],
+                          "metric": "train/error", "reduction": "final", "threshold": None, "value": [1.0, 2.0],
+                          "unit": "%", "note": "", "source": "", "experiment": "x", "table": "T"})
+    notes: list[str] = []
+    at_10 = pd.DataFrame({"included": [True], "env.horizon": [10]})
+    assert len(_matching_conditions(paper, spec, at_10, notes)) == 2 and notes == []
+    at_5 = pd.DataFrame({"included": [True, False], "env.horizon": [5, 10]})
+    assert _matching_conditions(paper, spec, at_5, notes).empty
+    assert notes == ["Paper values at `env.horizon` = 10 are not shown: these runs have `env.horizon` = 5."]
