@@ -154,23 +154,36 @@ def _row_label(spec: TableSpec, value: object) -> str:
     return method_label(value) if spec.rows == "algorithm.name" else key_text(value)
 
 
+def _distinct(values: Sequence[object]) -> list[str]:
+    return sorted({str(v) for v in values if not _isnan(v) and v != ""})
+
+
+def _pivot(spec: TableSpec, cells: pd.DataFrame, text_of) -> pd.DataFrame:
+    """One row per table row, one column per setting: ``text_of(cell row)`` in each cell."""
+    rows: dict[str, dict[str, str]] = {}
+    headers: list[str] = []
+    for _, row in cells.iterrows():
+        label = setting_label(spec.columns, [row[c] for c in spec.columns]) if spec.columns else _value_header(spec)
+        rows.setdefault(_row_label(spec, row[spec.rows]), {})[label] = text_of(row)
+        headers += [label] if label not in headers else []
+    first = _first_header(spec)
+    return pd.DataFrame([{first: k, **{h: v.get(h, "") for h in headers}} for k, v in rows.items()],
+                        columns=[first, *headers])
+
+
 def spread_table(table: Table) -> Optional[pd.DataFrame]:
     """Per-seed spread "min / median / max (k/n < t)" per cell, or ``None`` if the spec shows none."""
     spec, cells = table.spec, table.cells
     if not spec.spread or spec.is_steps or "min" not in cells:
         return None
-    rows: dict[str, dict[str, str]] = {}
-    headers: list[str] = []
-    for _, row in cells.dropna(subset=["value"]).iterrows():
-        label = setting_label(spec.columns, [row[c] for c in spec.columns]) if spec.columns else _value_header(spec)
-        text = " / ".join(spec.fmt(row[k]) for k in ("min", "median", "max"))
+
+    def text(row: pd.Series) -> str:
+        out = " / ".join(spec.fmt(row[k]) for k in ("min", "median", "max"))
         if spec.spread_threshold is not None:
-            text += f" ({int(row['n_below'])}/{int(row['n'])} < {spec.spread_threshold:g})"
-        rows.setdefault(_row_label(spec, row[spec.rows]), {})[label] = text
-        headers += [label] if label not in headers else []
-    first = _first_header(spec)
-    return pd.DataFrame([{first: k, **{h: v.get(h, "") for h in headers}} for k, v in rows.items()],
-                        columns=[first, *headers])
+            out += f" ({int(row['n_below'])}/{int(row['n'])} < {spec.spread_threshold:g})"
+        return out
+
+    return _pivot(spec, cells.dropna(subset=["value"]), text)
 
 
 def gap_table(table: Table) -> Optional[pd.DataFrame]:
@@ -178,16 +191,8 @@ def gap_table(table: Table) -> Optional[pd.DataFrame]:
     spec, cells = table.spec, table.cells
     if "gap" not in cells or spec.spread_threshold is None:
         return None
-    rows: dict[str, dict[str, str]] = {}
-    headers: list[str] = []
-    for _, row in cells.dropna(subset=["gap"]).iterrows():
-        label = setting_label(spec.columns, [row[c] for c in spec.columns]) if spec.columns else _value_header(spec)
-        rows.setdefault(_row_label(spec, row[spec.rows]), {})[label] = format_interval(
-            spec, row["gap"], row["gap_low"], row["gap_high"], row.get("n"))
-        headers += [label] if label not in headers else []
-    first = _first_header(spec)
-    return pd.DataFrame([{first: k, **{h: v.get(h, "") for h in headers}} for k, v in rows.items()],
-                        columns=[first, *headers])
+    return _pivot(spec, cells.dropna(subset=["gap"]),
+                  lambda row: format_interval(spec, row["gap"], row["gap_low"], row["gap_high"], row.get("n")))
 
 
 def mean_table(table: Table) -> Optional[pd.DataFrame]:
@@ -196,21 +201,8 @@ def mean_table(table: Table) -> Optional[pd.DataFrame]:
     spec, cells = table.spec, table.cells
     if spec.cell == "mean_se" or spec.is_steps or not spec.published:
         return None
-    rows: dict[str, dict[str, str]] = {}
-    headers: list[str] = []
-    for _, row in cells.dropna(subset=["value"]).iterrows():
-        label = setting_label(spec.columns, [row[c] for c in spec.columns]) if spec.columns else _value_header(spec)
-        rows.setdefault(_row_label(spec, row[spec.rows]), {})[label] = format_value(
-            spec, row["value"], row.get("se", math.nan), row.get("n"))
-        headers += [label] if label not in headers else []
-    first = _first_header(spec)
-    return pd.DataFrame([{first: k, **{h: v.get(h, "") for h in headers}} for k, v in rows.items()],
-                        columns=[first, *headers])
-
-
-# -- provenance and notes ------------------------------------------------------------------
-def _distinct(values: Sequence[object]) -> list[str]:
-    return sorted({str(v) for v in values if not _isnan(v) and v != ""})
+    return _pivot(spec, cells.dropna(subset=["value"]),
+                  lambda row: format_value(spec, row["value"], row.get("se", math.nan), row.get("n")))
 
 
 def commit_text(runs: pd.DataFrame) -> str:
