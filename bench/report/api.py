@@ -443,6 +443,7 @@ def fidelity_rows(result: ReportResult) -> pd.DataFrame:
         if not paper:
             continue
         seen = set()
+        condition = next((n for n in table.notes if n.startswith("Paper values at")), "")
         for _, c in table.cells.iterrows():
             key = tuple(key_text(c[k]) for k in spec.keys)
             if key not in paper:
@@ -451,6 +452,8 @@ def fidelity_rows(result: ReportResult) -> pd.DataFrame:
             setting = render.setting_label(spec.columns, [c[k] for k in spec.columns]) if spec.columns else ""
             ours, n = _ours(spec, c)
             verdict, detail = _cell_verdict(c, n)
+            if condition and pd.isna(c.get("published")) and not bool(c.get("published_never", False)):
+                verdict, detail = "missing", f"not the paper's setting: {condition}"   # e.g. another H
             p = paper[key]
             rows.append({**base, "kind": "cell", "table": name, "method": key[0], "setting": setting,
                          "item": " ".join(x for x in (name + ":", method_label(key[0]), setting) if x),
