@@ -168,3 +168,20 @@ def test_a_published_reading_the_runs_do_not_reach_is_missing_not_off_grid(tmp_p
     assert frame.loc[frame["item"] == "tpo_4ep_ahead_at_400", "verdict"].tolist() == ["missing"]
     # the grid has no GRPO run here: its published plateau is off this (empty) grid
     assert frame.loc[frame["item"] == "final_error: GRPO", "detail"].tolist() == ["not a point of the quick grid"]
+
+
+def test_a_published_cell_at_another_horizon_is_missing_not_compared(tmp_path):
+    """The paper's §4 numbers are at H = 8; records at H = 5 are shown but not judged against them."""
+    from bench import metrics as M
+    from bench.records import RunWriter
+    root = tmp_path / "runs"
+    config = {"experiment": "diagnostics_sparse", "scale": "quick", "algorithm": {"name": "grpo"},
+              "env": {"name": "reversal", "horizon": 5}, "run": {"seeds": 2, "steps": 60}}
+    with RunWriter(root / "diagnostics_sparse" / "quick" / "grpo", config, [0, 1]) as rec:
+        rec.log({"step": step, "seed": s, M.ERROR: 0.5 / (step + 1)} for step in (0, 59) for s in (0, 1))
+    result = F.build_fidelity("quick", root, tmp_path / "results", experiments=["diagnostics_sparse"], expected={
+        "diagnostics_sparse": []})
+    frame = result.frame
+    row = frame[frame["item"] == "final_error: GRPO"].iloc[0]
+    assert row["published"] == "12.70%" and row["verdict"] == "missing"
+    assert row["detail"].startswith("not the paper's setting: Paper values at `env.horizon` = 8")
