@@ -10,9 +10,9 @@ Statistical Precipice" (NeurIPS 2021), computed by their library ``rliable``:
   (``rliable.metrics.aggregate_optimality_gap``). For a lower-is-better metric (error) the
   score is ``−value`` and γ is ``−target``, so the gap is ``mean(max(value − target, 0))``:
   how far, on average, seeds stay above the target.
-* **stratified bootstrap CI** (``rliable.library.get_interval_estimates``): percentile
+* **stratified bootstrap CI** (``get_interval_estimates`` of rliable): percentile
   interval of the statistic over ``reps`` resamples of the seeds (with replacement).
-* **performance profile** (``rliable.library.create_performance_profile``): the fraction of
+* **performance profile** (``create_performance_profile`` of rliable): the fraction of
   seeds whose value is better than τ, for each τ on a grid, with bootstrap CIs.
 
 Determinism: rliable's stratified bootstrap draws its resampling indices from NumPy's *global*
@@ -99,7 +99,7 @@ STATISTICS = {
 def bootstrap_ci(values: Sequence[float], statistic: str = "iqm", *, reps: int = BOOTSTRAP_REPS,
                  seed: int = BOOTSTRAP_SEED, confidence: float = CONFIDENCE) -> tuple[float, float, float]:
     """``(point, low, high)``: the statistic of the finite ``values`` and its percentile
-    stratified-bootstrap interval (``rliable.library.get_interval_estimates``).
+    stratified-bootstrap interval (``get_interval_estimates`` of rliable).
 
     ``statistic`` is ``"iqm"`` or ``"mean"``. One value gives ``(value, value, value)``; none gives
     NaNs. Raises ``ValueError`` for an unknown statistic.
@@ -145,7 +145,7 @@ def performance_profile(groups: Mapping[str, Sequence[float]], taus: Sequence[fl
                         confidence: float = CONFIDENCE) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """Per group: ``(fraction, low, high)`` arrays over ``taus`` — the fraction of seeds whose value
     is better than τ (below τ when ``lower_is_better``, else above) and its bootstrap interval
-    (``rliable.library.create_performance_profile``). Groups without finite values are left out."""
+    (``create_performance_profile`` of rliable). Groups without finite values are left out."""
     library, _ = _rliable()
     sign = -1.0 if lower_is_better else 1.0
     scores = {k: sign * _column(v) for k, v in groups.items() if len(_column(v))}
