@@ -9,6 +9,10 @@ ratio, so reusing a batch would be off-policy — it gets 1 (the reference
 implementation reuses it for 4 epochs in the sequence tasks; the harness
 config's ``epochs`` overrides), as do the single-pass CE oracle, DRO-V and KTO.
 
+Offline entries (batch ``"transition"``: BC, TD3+BC, IQL) have ``loss=None`` and list their
+updates as ``phases`` (:class:`algorithms.registry.Phase`), one loss per network, with the
+networks, targets and noise they need (:mod:`algorithms.offline`).
+
 Every numeric field of a params dataclass carries its allowed range as plain
 field metadata, ``{"ge": x}``, ``{"gt": x}``, ``{"le": x}``, ``{"lt": x}`` (any
 combination; an Optional field may also be None); a numeric field without
@@ -29,9 +33,11 @@ from .ce import CEParams, ce_loss
 from .dg import DGParams, dg_loss
 from .dro import DROVParams, KTOParams, dro_v_loss, kto_loss
 from .grpo import GRPOParams, RLOOParams, grpo_loss, rloo_loss
+from .offline import (BCParams, IQLParams, TD3BCParams, bc_loss, iql_actor_loss, iql_critic_loss, iql_value_loss,
+                      td3_bc_actor_loss, td3_bc_critic_loss)
 from .pg import PGParams, pg_loss
 from .ppo import PPOParams, ppo_loss
-from .registry import AlgorithmSpec
+from .registry import AlgorithmSpec, Phase
 from .tpo import GroupPGParams, TPOParams, group_pg_loss, tpo_loss
 
 ALGORITHMS: dict[str, AlgorithmSpec] = {
@@ -45,6 +51,17 @@ ALGORITHMS: dict[str, AlgorithmSpec] = {
     "ce": AlgorithmSpec("ce", ce_loss, CEParams, "group", 1, "supervised cross-entropy oracle (bandits only)"),
     "dro_v": AlgorithmSpec("dro_v", dro_v_loss, DROVParams, "trajectory", 1, "DRO with a value function, single trajectories"),
     "kto": AlgorithmSpec("kto", kto_loss, KTOParams, "trajectory", 1, "KTO on single scored trajectories"),
+    # offline (batch "transition"): no single loss, one Phase per network (algorithms/offline/)
+    "bc": AlgorithmSpec("bc", None, BCParams, "transition", 1, "behaviour cloning: MSE of a deterministic actor",
+                        phases=(Phase("actor", bc_loss),), nets=("actor",)),
+    "td3_bc": AlgorithmSpec("td3_bc", None, TD3BCParams, "transition", 1, "TD3+BC: TD3 critic, Q/|Q| + BC actor",
+                            phases=(Phase("critic", td3_bc_critic_loss),
+                                    Phase("actor", td3_bc_actor_loss, every="actor_every")),
+                            nets=("actor", "critic"), targets=("critic", "actor"), noise=1),
+    "iql": AlgorithmSpec("iql", None, IQLParams, "transition", 1, "IQL: expectile V, V-bootstrapped twin Q, AWR actor",
+                         phases=(Phase("value", iql_value_loss), Phase("actor", iql_actor_loss),
+                                 Phase("critic", iql_critic_loss)),
+                         nets=("gaussian_actor", "critic", "value"), targets=("critic",)),
 }
 
 
@@ -59,15 +76,19 @@ def get_algorithm(name: str) -> AlgorithmSpec:
 __all__ = [
     "ALGORITHMS",
     "AlgorithmSpec",
+    "BCParams",
     "CEParams",
     "DGParams",
     "DROVParams",
     "GRPOParams",
     "GroupPGParams",
+    "IQLParams",
     "KTOParams",
     "PGParams",
     "PPOParams",
+    "Phase",
     "RLOOParams",
+    "TD3BCParams",
     "TPOParams",
     "GroupBatch",
     "TrajectoryBatch",

@@ -9,7 +9,7 @@ Two batch types cover the on-policy families:
   context), each with its own scalar score; the vocabulary of REINFORCE, PPO,
   DG, DRO-V and KTO.
 
-A third, :class:`TransitionBatch`, is reserved for the offline family.
+A third, :class:`TransitionBatch`, serves the offline family (D4RL transitions).
 
 Conventions
 -----------
@@ -179,10 +179,19 @@ class TrajectoryBatch:
 
 @dataclass(frozen=True)
 class TransitionBatch:
-    """Offline RL transitions (reserved for the offline family).
+    """N offline-RL transitions (s, a, r, s′, terminal) — D4RL ``qlearning_dataset`` keys.
 
-    Fields (shapes): observations [N, obs_dim], actions [N, act_dim],
-    rewards [N], next_observations [N, obs_dim], terminals [N].
+    Fields (shapes):
+        observations:      [N, O] states s (normalised by the family when ``env.normalise_obs``).
+        actions:           [N, A] dataset actions, scaled by the family to [−1, 1] (every offline
+                                  loss assumes that range).
+        rewards:           [N]    r (after the env's reward convention, e.g. scale/shift).
+        next_observations: [N, O] s′.
+        terminals:         [N]    1.0 where s′ is terminal (no bootstrap), else 0.0; time-limit
+                                  truncations never appear here (the reader drops them).
+        noise:             [N, M] standard-normal draws from the seed's own stream, for losses that
+                                  sample (TD3's target smoothing, generative policies); ``None`` when
+                                  the algorithm declares ``noise = 0``. M = noise·A.
     """
 
     observations: Tensor
@@ -190,14 +199,20 @@ class TransitionBatch:
     rewards: Tensor
     next_observations: Tensor
     terminals: Tensor
+    noise: Optional[Tensor] = None
 
     def __post_init__(self) -> None:
+        if self.observations.dim() != 2 or self.actions.dim() != 2:
+            raise ValueError(f"observations/actions: expected [N, O] and [N, A], got shapes "
+                             f"{tuple(self.observations.shape)} and {tuple(self.actions.shape)}")
         N = self.observations.shape[0]
         _check("rewards", self.rewards, (N,))
         _check("terminals", self.terminals, (N,))
         _check("next_observations", self.next_observations, tuple(self.observations.shape))
         if self.actions.shape[0] != N:
             raise ValueError(f"actions: expected leading dim {N}, got shape {tuple(self.actions.shape)}")
+        if self.noise is not None and (self.noise.dim() != 2 or self.noise.shape[0] != N):
+            raise ValueError(f"noise: expected shape ({N}, M), got {tuple(self.noise.shape)}")
 
 
 def group_to_trajectories(batch: GroupBatch) -> TrajectoryBatch:

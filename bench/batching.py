@@ -9,7 +9,8 @@ same numbers in any chunk (up to float rounding of batched kernels; tested per
 family). ``seeds_per_batch`` is therefore left out of a run's identity hash.
 
 Auto mode estimates the memory one seed needs with a one-seed probe — build the
-task, draw one rollout and evaluate one epoch's loss — as
+task, draw one rollout and evaluate one epoch's loss (offline: one minibatch and
+each phase's loss, the largest counted) — as
 
     bytes/seed = TRANSIENT × (bytes of the tensors autograd saves for the backward pass
                               + bytes of the frozen rollout)
@@ -75,11 +76,16 @@ def bytes_per_seed(settings: Any) -> int:
     device = torch.device(settings.run.device)
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):  # the run's RNG is untouched
         built = build(one)
-        precision = configure(one.run)
-        with precision.autocast_context():
-            rollout, _ = built.task.rollout(0)
-        forward = epoch_loss(built.task, built.loss, dataclasses.replace(precision, compile=False))
-        _, saved = saved_activation_bytes(forward, rollout)
+        if hasattr(built.task, "sample"):   # offline loop: one minibatch, the largest phase's saved tensors
+            rollout = built.task.sample(0)
+            saved = max(saved_activation_bytes(built.loss, phase, built.task, rollout)[1]
+                        for phase in built.loss.spec.phases)
+        else:
+            precision = configure(one.run)
+            with precision.autocast_context():
+                rollout, _ = built.task.rollout(0)
+            forward = epoch_loss(built.task, built.loss, dataclasses.replace(precision, compile=False))
+            _, saved = saved_activation_bytes(forward, rollout)
     params = sum(p.numel() * p.element_size() for p in built.task.parameters())
     return int(TRANSIENT * (saved + tensor_bytes(rollout))) + 4 * params
 

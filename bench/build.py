@@ -11,12 +11,16 @@ from algorithms import ALGORITHMS
 from algorithms.batch import GroupBatch, TrajectoryBatch
 from bench.families import FAMILIES
 from bench.families.tabular import NormalisedStep
+from bench import loop, offline_loop
 from bench.loop import LossRunner, Task
 from bench.optim import build_optimizer
 from bench.schema import ConfigError, Settings
 from envs import get_env
 
 BATCH_TYPES: dict[str, type] = {"group": GroupBatch, "trajectory": TrajectoryBatch}
+LOOPS: dict[str, Callable[..., int]] = {"group": loop.train, "trajectory": loop.train,
+                                        "transition": offline_loop.train}
+"""batch kind → training loop: the on-policy group loop, or the offline loop for transition algorithms."""
 
 
 def _adam(task: Task, cfg: Any) -> torch.optim.Optimizer:
@@ -48,8 +52,9 @@ OPTIMIZERS: dict[str, Callable[[Task, Any], torch.optim.Optimizer]] = {
 class Built:
     task: Task
     optimizer: torch.optim.Optimizer
-    loss: LossRunner
+    loss: Any          # LossRunner (on-policy) or offline_loop.OfflineLossRunner
     epochs: int
+    train: Callable[..., int]   # the regime's loop (LOOPS)
 
 
 def seed_list(settings: Settings) -> list[int]:
@@ -67,5 +72,8 @@ def build(settings: Settings, seeds: Optional[list[int]] = None) -> Built:
     if lr_multiplier != 1.0:
         optim_cfg = dataclasses.replace(optim_cfg, lr=optim_cfg.lr * lr_multiplier)  # a copy: config is never mutated
     optimizer = OPTIMIZERS[settings.optim.name](task, optim_cfg)
-    loss = LossRunner(spec.loss, settings.loss_params, BATCH_TYPES[spec.batch])
-    return Built(task, optimizer, loss, settings.algorithm.epochs)
+    if spec.batch == "transition":
+        loss: Any = offline_loop.OfflineLossRunner(spec, settings.loss_params)
+    else:
+        loss = LossRunner(spec.loss, settings.loss_params, BATCH_TYPES[spec.batch])
+    return Built(task, optimizer, loss, settings.algorithm.epochs, LOOPS[spec.batch])

@@ -19,6 +19,8 @@ REWARD = "train/reward"              # mean reward of the step's rollouts
 LOSS_TOTAL = "loss/total"            # first-epoch loss value
 GRAD_NORM = "diag/grad_norm"         # first-epoch gradient L2 norm
 EVAL_ERROR = "eval/error"            # held-out (greedy) error
+EVAL_RETURN = "eval/return"          # mean undiscounted evaluation episode return (offline RL)
+EVAL_SCORE = "eval/normalised_score" # D4RL normalised score 100·(R − R_random)/(R_expert − R_random)
 STEP_TIME = "time/step_s"            # wall seconds per step (mean over the log window)
 
 

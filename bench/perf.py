@@ -32,8 +32,9 @@ os.environ.setdefault("WANDB_MODE", "disabled")
 @dataclass(frozen=True)
 class Workload:
     """name; overrides for ``bench``; what is timed: ``step`` (seconds per step
-    over ``steps`` steps) or ``experiment`` (seconds for the whole run of every
-    algorithm in ``algorithms``)."""
+    over ``steps`` steps), ``experiment`` (seconds for the whole run of every
+    algorithm in ``algorithms``) or ``eval`` (seconds per evaluation episode of an
+    offline task: one evaluation of every seed's episodes, divided by their number)."""
 
     name: str
     overrides: tuple[str, ...]
@@ -51,6 +52,8 @@ def _seq(name: str, algorithm: str, setting: tuple[str, ...], seeds: int = 1, st
 T3 = ("env.horizon=7", "env.matching=prompt")   # Table 3 setting: H=7, B=100, K=8, V=2, terminal reward
 T1 = ("env.vocab=2", "env.horizon=10")          # Table 1 setting: V=2, H=10, bag reward, token candidates
 T1_H7 = ("env.vocab=2", "env.horizon=7")
+OFFLINE = ("experiment=offline_baselines", "scale=quick", "env.dataset=pendulum-medium-replay-gen",
+           "env.eval_every=1000000")
 
 WORKLOADS: tuple[Workload, ...] = (
     Workload("tabular_single paper (4 algos x 100 seeds x 150 steps)", ("experiment=tabular_single", "scale=paper"),
@@ -66,6 +69,12 @@ WORKLOADS: tuple[Workload, ...] = (
     *(_seq(f"bag V=2 H=10 {a} (20 seeds)", a, T1, seeds=20) for a in ("tpo_token",)),
     # TPO_token needs a dense reward: at the Table 3 shape (H=7, B=100, K=8) it runs with the bag reward
     *(_seq(f"bag V=2 H=7 tpo_token ({s} seed{'s' if s > 1 else ''})", "tpo_token", T1_H7, seeds=s) for s in (1, 20)),
+    # offline RL (generated pendulum data: `bench-data quick`); gradient steps only (no evaluation in the window)
+    *(Workload(f"offline {a} step (B=256, {s} seed{'s' if s > 1 else ''})", (*OFFLINE, f"algorithm={a}",
+                                                                           f"run.seeds={s}"), steps=50)
+      for a in ("bc", "td3_bc", "iql") for s in (1, 5)),
+    Workload("offline evaluation (Pendulum-v1, 5 seeds x 10 episodes)", (*OFFLINE, "algorithm=td3_bc", "run.seeds=5"),
+             kind="eval"),
 )
 
 
@@ -93,12 +102,12 @@ def _build(overrides: list[str]):
 
 
 def _time_steps(overrides: list[str], steps: int) -> float:
-    """Seconds per on-policy step (after one warm-up step)."""
-    from bench.loop import train
+    """Seconds per training step (after one warm-up step) of the workload's loop (on-policy or offline)."""
     from bench.precision import configure
 
     settings, b = _build(overrides)
     precision = configure(settings.run)
+    train = b.train
     train(b.task, b.loss, b.optimizer, steps=1, epochs=b.epochs, log_every=1, on_log=lambda *a: None,
           precision=precision)
     _sync(settings.run.device)
@@ -111,18 +120,26 @@ def _time_steps(overrides: list[str], steps: int) -> float:
 
 def _time_experiment(overrides: list[str], algorithms: tuple[str, ...]) -> float:
     """Seconds to train every algorithm of the experiment for its configured steps."""
-    from bench.loop import train
     from bench.precision import configure
 
     total = 0.0
     for algorithm in algorithms:
         settings, b = _build([*overrides, f"algorithm={algorithm}"])
         t0 = time.perf_counter()
-        train(b.task, b.loss, b.optimizer, steps=settings.run.steps, epochs=b.epochs,
+        b.train(b.task, b.loss, b.optimizer, steps=settings.run.steps, epochs=b.epochs,
               log_every=settings.run.log_every, on_log=lambda *a: None, precision=configure(settings.run))
         _sync(settings.run.device)
         total += time.perf_counter() - t0
     return total
+
+
+def _time_eval(overrides: list[str]) -> float:
+    """Seconds per evaluation episode of an offline task (one evaluation after a warm-up one)."""
+    settings, b = _build(overrides)
+    b.task.evaluate()
+    t0 = time.perf_counter()
+    b.task.evaluate()
+    return (time.perf_counter() - t0) / (len(b.task.seeds) * settings.env.eval_episodes)
 
 
 def _sync(device: str) -> None:
@@ -135,14 +152,15 @@ def measure(w: Workload, repeats: int, device: str, extra: tuple[str, ...] = ())
     """Time one workload ``repeats`` times (skipped, with the reason, if it cannot be built)."""
     import torch
 
-    unit = "s/run" if w.kind == "experiment" else "s/step"
+    unit = {"experiment": "s/run", "eval": "s/episode"}.get(w.kind, "s/step")
     overrides = [*w.overrides, f"run.device={device}", *extra]
     res = Result(w.name, unit)
     try:
         for _ in range(repeats):
             if device.startswith("cuda"):
                 torch.cuda.reset_peak_memory_stats()
-            t = _time_experiment(overrides, w.algorithms) if w.kind == "experiment" else _time_steps(overrides, w.steps)
+            t = (_time_experiment(overrides, w.algorithms) if w.kind == "experiment"
+                 else _time_eval(overrides) if w.kind == "eval" else _time_steps(overrides, w.steps))
             res.samples.append(t)
     except Exception as exc:  # noqa: BLE001 - a workload whose family is absent is reported, not fatal
         res.skipped = f"{type(exc).__name__}: {str(exc).splitlines()[0][:120]}"

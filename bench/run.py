@@ -12,7 +12,7 @@ from omegaconf import DictConfig
 from bench import batching, checkpoint
 from bench import metrics as M
 from bench.build import build, seed_list
-from bench.loop import NonFinite, train
+from bench.loop import NonFinite
 from bench.precision import configure
 from bench.progress import RunProgress, say
 from bench.records import NON_IDENTITY, RunWriter, config_hash, read_run
@@ -153,7 +153,7 @@ def _train_chunk(settings: Settings, precision: Any, ident: str, out: Path, rec:
         if every > 0 and (step + 1) % every == 0 and step < settings.run.steps - 1:
             checkpoint.save(out, step, ident, built.task, built.optimizer, chunk=i, chunks=chunks)
 
-    train(built.task, built.loss, built.optimizer, steps=settings.run.steps, epochs=built.epochs,
+    built.train(built.task, built.loss, built.optimizer, steps=settings.run.steps, epochs=built.epochs,
           log_every=settings.run.log_every, on_log=on_log, start_step=start,
           on_step_end=on_step_end if checkpoint.supports(built.task) else None, precision=precision)
     if settings.run.checkpoint_every > 0 and i + 1 < len(chunks):

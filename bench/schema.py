@@ -25,6 +25,7 @@ from omegaconf import MISSING, DictConfig, OmegaConf
 
 from algorithms import ALGORITHMS
 from bench.models.mlp import MlpModelConfig
+from bench.models.offline import OfflineMlpConfig
 from envs import ENVS
 
 CANDIDATES = ("single", "sampled", "all", "label", "token")
@@ -164,7 +165,7 @@ class MuonConfig:
 
 
 MODELS: dict[str, type] = {"table": TableModelConfig, "transformer": TransformerModelConfig,
-                           "mlp": MlpModelConfig}
+                           "mlp": MlpModelConfig, "offline_mlp": OfflineMlpConfig}
 OPTIMS: dict[str, type] = {"normalised_step": NormalisedStepConfig, "adam": AdamConfig, "muon": MuonConfig}
 LOGGERS: dict[str, type] = {"wandb": WandbLoggerConfig, "none": NoLoggerConfig}
 

@@ -30,7 +30,8 @@ RANGE_KEYS: dict[str, tuple[Any, str]] = {"ge": (operator.ge, ">="), "gt": (oper
                                           "le": (operator.le, "<="), "lt": (operator.lt, "<")}
 
 #: model option each env family builds its policy with (``bench.families``)
-FAMILY_MODEL: dict[str, str] = {"tabular": "table", "mnist": "mlp", "sequence": "transformer"}
+FAMILY_MODEL: dict[str, str] = {"tabular": "table", "mnist": "mlp", "sequence": "transformer",
+                                "offline": "offline_mlp"}
 
 #: optimizers that only some families can drive (Muon splits parameters by name:
 #: only the sequence family exposes ``named_parameters()``)
@@ -157,6 +158,12 @@ def check_settings(settings: Any) -> None:
                               f"option with {group}=NAME (valid: {', '.join(sorted(table))})")
     spec = ENVS[env.name]
     batch_kind = ALGORITHMS[algo.loss].batch
+    if (spec.family == "offline") != (batch_kind == "transition"):
+        offline = sorted(k for k, s in ALGORITHMS.items() if s.batch == "transition")
+        if spec.family == "offline":
+            raise ConfigError(f"env={env.name} trains offline algorithms only; algorithm={algo.name} is on-policy "
+                              f"(valid: {', '.join(offline)})")
+        raise ConfigError(f"algorithm={algo.name} is an offline algorithm ({', '.join(offline)}); it needs env=offline")
     want = FAMILY_MODEL.get(spec.family)
     if want is not None and model.name != want:
         raise ConfigError(f"env={env.name} needs model={want}, got model={model.name}")

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from envs.mnist import MnistBanditConfig
+from envs.offline.config import OfflineConfig
 from envs.reversal import ReversalConfig
 from envs.tabular import TabularMultiConfig, TabularSingleConfig
 
@@ -31,6 +32,9 @@ ENVS: dict[str, EnvSpec] = {
     "reversal": EnvSpec("reversal", ReversalConfig, "sequence",
                         "token reversal: H prompt tokens in [0, V), copy/flip/reverse targets, "
                         "bag/sequential/terminal rewards (paper Tables 1-3, 5)"),
+    "offline": EnvSpec("offline", OfflineConfig, "offline",
+                       "offline RL on a D4RL-format dataset (real D4RL/Minari files or `bench-data` generated), "
+                       "evaluated in gymnasium"),
 }
 
 

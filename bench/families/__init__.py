@@ -26,5 +26,12 @@ def build_sequence(settings: Any, seeds: list[int], batch_kind: str) -> Any:
     return SequenceTask(settings, seeds, batch_kind)
 
 
+def build_offline(settings: Any, seeds: list[int], batch_kind: str) -> Any:
+    """The offline-RL task on ``settings.env.dataset`` (:mod:`bench.families.offline`)."""
+    from bench.families.offline import build_offline as build
+
+    return build(settings, seeds, batch_kind)
+
+
 FAMILIES: dict[str, Callable[..., Any]] = {"tabular": build_tabular, "mnist": mnist.build_mnist,
-                                           "sequence": build_sequence}
+                                           "sequence": build_sequence, "offline": build_offline}

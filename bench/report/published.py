@@ -41,6 +41,9 @@ PAPER_NAMES: dict[str, str] = {
     "DRO-V": "dro_v",
     "REINFORCE": "reinforce",
     "REINFORCE (learned baseline)": "reinforce_lb",
+    "BC": "bc",
+    "TD3+BC": "td3_bc",
+    "IQL": "iql",
 }
 """Paper label -> algorithm config name (``algorithm.name``)."""
 

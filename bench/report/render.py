@@ -303,7 +303,7 @@ def table_notes(table: Table) -> list[str]:
     if (cells["nan_runs"] > 0).any():
         notes.append("NaN (k/n seeds): the run stopped on a non-finite value; k of its n seeds logged one "
                      "(k = n when none was logged).")
-    return notes + table.notes
+    return notes + list(spec.notes) + table.notes
 
 
 def _verdict_note(spec: TableSpec) -> str:

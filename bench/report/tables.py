@@ -57,6 +57,7 @@ class TableSpec:
                      ``"iqm_ci"`` (IQM [95 % stratified-bootstrap CI], for bimodal per-seed outcomes)
                      or ``"mean_ci"`` (mean [95 % bootstrap CI]); steps-to-threshold cells are step counts.
     row_labels:      config columns printed beside each row (ad-hoc tables: a row is one configuration).
+    notes:           lines printed under the table (what its numbers are normalised by, comparability).
     """
 
     name: str
@@ -82,6 +83,7 @@ class TableSpec:
     reference: str = ""
     cell: str = "mean_se"
     row_labels: tuple[str, ...] = ()
+    notes: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.cell not in CELL_FORMATS:
@@ -197,6 +199,25 @@ TABLES: dict[str, list[TableSpec]] = {
 """Experiment name (``conf/experiment/<name>.yaml``) -> its table specs."""
 
 # -- token reversal family (bench/families/sequence.py): Tables 1-3, 5, Fig. 8, §3 diagnostics and sweeps --
+# -- offline RL family (bench/families/offline.py) --
+_OFFLINE_ROWS = ("bc", "td3_bc", "iql")
+_OFFLINE_NOTES = (
+    "Normalised score = 100·(R − R_random)/(R_expert − R_random) of the final evaluation (never the best over "
+    "training): D4RL's reference returns (d4rl/infos.py) for real D4RL datasets; the generator's recorded "
+    "random/expert returns (file metadata) for generated `*-gen` datasets.",
+    "Generated `*-gen` datasets are collected and evaluated in gymnasium v5 MuJoCo / PointMaze v3 envs: not comparable "
+    "with published D4RL numbers, which are shown only beside real D4RL ids.",
+)
+TABLES["offline_baselines"] = [
+    TableSpec("normalised_score", "Offline baselines: normalised score of the final evaluation", M.EVAL_SCORE,
+              columns=("env.dataset",), decimals=1, lower_is_better=False, row_order=_OFFLINE_ROWS,
+              published="offline_baselines.csv", tolerance=5.0, reference="CORL (Tarasov et al. 2023), final scores",
+              notes=_OFFLINE_NOTES),
+    TableSpec("return", "Offline baselines: undiscounted return of the final evaluation", M.EVAL_RETURN,
+              columns=("env.dataset",), decimals=1, lower_is_better=False, row_order=_OFFLINE_ROWS,
+              reference="raw env return", notes=_OFFLINE_NOTES[1:]),
+]
+
 _SEQ_TOKEN_ROWS = ("tpo_token", "grpo_token", "dg", "ppo")
 _SEQ_GRID = ("env.matching", "env.reward", "env.logic")
 _DIAG_ROWS = ("tpo", "tpo_1ep", "grpo", "grpo_nokl", "ppo", "dg")

@@ -19,7 +19,7 @@ def _to(batch, device, dtype):
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-@pytest.mark.parametrize("name", sorted(ALGORITHMS))
+@pytest.mark.parametrize("name", sorted(k for k, s in ALGORITHMS.items() if s.loss is not None))   # offline: own file
 def test_cuda_matches_cpu_without_sync(name, dtype, make_group_batch, make_traj_batch):
     spec = ALGORITHMS[name]
     cpu = make_group_batch(at_snapshot=False, binary=True, weights=True, ref=True) if spec.batch == "group" else \

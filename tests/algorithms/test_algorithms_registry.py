@@ -5,10 +5,21 @@ import pytest
 import torch
 
 import algorithms
-from algorithms import ALGORITHMS, AlgorithmSpec, GroupBatch, TrajectoryBatch, get_algorithm
+from algorithms import ALGORITHMS, AlgorithmSpec, GroupBatch, Phase, TrajectoryBatch, TransitionBatch, get_algorithm
+from algorithms.offline import OfflineNets
 
-EXPECTED = {"tpo": 4, "group_pg": 4, "pg": 1, "ppo": 4, "grpo": 4, "rloo": 4, "dg": 1, "ce": 1, "dro_v": 1, "kto": 1}
-KIND = {"group": GroupBatch, "trajectory": TrajectoryBatch}
+EXPECTED = {"tpo": 4, "group_pg": 4, "pg": 1, "ppo": 4, "grpo": 4, "rloo": 4, "dg": 1, "ce": 1, "dro_v": 1, "kto": 1,
+            "bc": 1, "td3_bc": 1, "iql": 1}
+KIND = {"group": GroupBatch, "trajectory": TrajectoryBatch, "transition": TransitionBatch}
+#: offline specs (batch "transition", loss None): phases as (network, loss name, every), nets, targets, noise
+OFFLINE = {
+    "bc": ((("actor", "bc_loss", None),), ("actor",), (), 0),
+    "td3_bc": ((("critic", "td3_bc_critic_loss", None), ("actor", "td3_bc_actor_loss", "actor_every")),
+               ("actor", "critic"), ("critic", "actor"), 1),
+    "iql": ((("value", "iql_value_loss", None), ("actor", "iql_actor_loss", None), ("critic", "iql_critic_loss", None)),
+            ("gaussian_actor", "critic", "value"), ("critic",), 0),
+}
+ONLINE = sorted(set(EXPECTED) - set(OFFLINE))
 
 
 def test_keys_and_epochs():
@@ -24,12 +35,33 @@ def test_spec_is_consistent(name):
     for f in dataclasses.fields(params):
         with pytest.raises(dataclasses.FrozenInstanceError):
             setattr(params, f.name, getattr(params, f.name))
+    if spec.batch == "transition":   # offline: one loss per phase, loss(batch, nets, params)
+        assert spec.loss is None and spec.phases and spec.epochs == 1
+        for phase in spec.phases:
+            hints = typing.get_type_hints(phase.loss)
+            assert hints["batch"] is TransitionBatch and hints["nets"] is OfflineNets
+            assert hints["params"] is spec.params
+            assert phase.every is None or isinstance(getattr(params, phase.every), int)
+        for f in ("discount", "tau", "actor_every"):   # read uniformly by the offline loop
+            assert hasattr(params, f), f
+        return
+    assert not spec.phases and not spec.nets and not spec.targets and spec.noise == 0
     hints = typing.get_type_hints(spec.loss)
     assert hints["batch"] is KIND[spec.batch]
     assert hints["params"] is spec.params
 
 
-@pytest.mark.parametrize("name", sorted(EXPECTED))
+@pytest.mark.parametrize("name", sorted(OFFLINE))
+def test_offline_specs_declare_phases_nets_targets_noise(name):
+    spec = get_algorithm(name)
+    phases, nets, targets, noise = OFFLINE[name]
+    assert spec.batch == "transition" and spec.loss is None and spec.epochs == 1
+    assert all(isinstance(p, Phase) for p in spec.phases)
+    assert tuple((p.network, p.loss.__name__, p.every) for p in spec.phases) == phases
+    assert (spec.nets, spec.targets, spec.noise) == (nets, targets, noise)
+
+
+@pytest.mark.parametrize("name", ONLINE)
 def test_every_loss_runs_with_defaults(name, make_group_batch, make_traj_batch):
     spec = get_algorithm(name)
     if spec.batch == "group":

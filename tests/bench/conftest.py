@@ -15,16 +15,16 @@ def _rows(run_dir):
 
 @pytest.fixture
 def interrupt_and_rerun(tmp_path, monkeypatch):
-    """``run(overrides, experiment, task_cls, kill_step, occurrence=1)``: run ``overrides`` straight
-    through; again, killed (KeyboardInterrupt) the ``occurrence``-th time a ``task_cls`` rollout
-    reaches ``kill_step`` (a checkpoint must then exist); then rerun. Returns (rerun summary, interrupted run dir, rows of that
+    """``run(overrides, experiment, task_cls, kill_step, occurrence=1, method="rollout")``: run ``overrides``
+    straight through; again, killed (KeyboardInterrupt) the ``occurrence``-th time ``task_cls.<method>`` (the
+    step's rollout, or ``sample`` in the offline family) reaches ``kill_step`` (a checkpoint must then exist); then rerun. Returns (rerun summary, interrupted run dir, rows of that
     run right after the kill, rows of the rerun, rows of the straight run)."""
     from bench.cli import compose
     from bench.run import execute
 
-    def run(overrides, experiment, task_cls, kill_step, occurrence=1):
+    def run(overrides, experiment, task_cls, kill_step, occurrence=1, method="rollout"):
         execute(compose([*overrides, f"run.root={tmp_path / 'straight'}"]))
-        real, seen = task_cls.rollout, {"n": 0}
+        real, seen = getattr(task_cls, method), {"n": 0}
 
         def dying(self, step):
             if step == kill_step:
@@ -33,13 +33,13 @@ def interrupt_and_rerun(tmp_path, monkeypatch):
                     raise KeyboardInterrupt("simulated kill")
             return real(self, step)
 
-        monkeypatch.setattr(task_cls, "rollout", dying)
+        monkeypatch.setattr(task_cls, method, dying)
         with pytest.raises(KeyboardInterrupt):
             execute(compose([*overrides, f"run.root={tmp_path / 'interrupted'}"]))
         (run_dir,) = (tmp_path / "interrupted" / experiment / "quick").iterdir()
         assert (run_dir / "checkpoint.pt").exists(), "the kill left no checkpoint to resume from"
         killed = _rows(run_dir)
-        monkeypatch.setattr(task_cls, "rollout", real)
+        monkeypatch.setattr(task_cls, method, real)
         summary = execute(compose([*overrides, f"run.root={tmp_path / 'interrupted'}"]))
         (straight,) = (tmp_path / "straight" / experiment / "quick").iterdir()
         return summary, run_dir, killed, _rows(run_dir), _rows(straight)

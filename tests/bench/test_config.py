@@ -26,8 +26,10 @@ EXPERIMENTS = options("experiment")
 
 @pytest.mark.parametrize("algorithm", options("algorithm"))
 def test_every_algorithm_option_converts(algorithm):
-    token = compose([f"algorithm={algorithm}"]).algorithm.candidates == "token"   # token groups: sequence tasks
-    s = to_settings(compose([f"algorithm={algorithm}", *(["env=reversal"] if token else [])]))
+    algo = compose([f"algorithm={algorithm}"]).algorithm
+    token = algo.candidates == "token"   # token groups: sequence tasks
+    env = "reversal" if token else "offline" if ALGORITHMS[algo.loss].batch == "transition" else None
+    s = to_settings(compose([f"algorithm={algorithm}", *([f"env={env}"] if env else [])]))
     assert isinstance(s, Settings)
     assert s.algorithm.name == algorithm
     assert type(s.loss_params) is ALGORITHMS[s.algorithm.loss].params
@@ -37,7 +39,11 @@ def test_every_algorithm_option_converts(algorithm):
 #: an env that runs with each model / optimizer option (a model or optimizer option alone
 #: is checked against the default env's family, see test_env_selects_its_model_and_optimizer)
 ENV_FOR = {("model", "table"): "tabular_single", ("model", "mlp"): "mnist", ("model", "transformer"): "reversal",
-           ("optim", "muon"): "reversal"}
+           ("optim", "muon"): "reversal", ("model", "offline_mlp"): "offline", ("optim", "adam_offline"): "offline"}
+#: what else an env needs to convert (the default algorithm, TPO, is on-policy)
+ENV_NEEDS = {"offline": ["algorithm=bc"]}
+#: option file → the ``name`` it sets (an option that is another option's settings)
+OPTION_NAME = {"adam_offline": "adam"}
 
 
 @pytest.mark.parametrize("group", ["env", "model", "optim", "logger", "launcher", "scale"])
@@ -48,21 +54,22 @@ def test_every_group_option_composes(group):
         if group == "launcher" and option != "basic":
             pytest.importorskip("hydra_plugins.hydra_joblib_launcher" if option == "joblib"
                                 else "hydra_plugins.hydra_submitit_launcher")
-        env = ENV_FOR.get((group, option))
-        cfg = compose([f"{group}={option}", *([f"env={env}"] if env else [])])
+        env = option if group == "env" else ENV_FOR.get((group, option))
+        cfg = compose([f"{group}={option}", *([f"env={env}"] if env else []), *ENV_NEEDS.get(env, [])])
         s = to_settings(cfg)
         if group in ("env", "model", "optim", "logger"):
-            assert getattr(s, group).name == option
+            assert getattr(s, group).name == OPTION_NAME.get(option, option)
 
 
-@pytest.mark.parametrize("env, model, optim, lr", [
-    ("tabular_single", "table", "normalised_step", 0.1),   # paper §2: logit table, α = 0.1
-    ("tabular_multi", "table", "normalised_step", 0.1),
-    ("mnist", "mlp", "adam", 1e-3),                        # Fig. 4: 784-50-50-10 MLP, Adam lr 1e-3
-    ("reversal", "transformer", "muon", 1e-3),             # §4: transformer, Muon + AdamW lr 1e-3
+@pytest.mark.parametrize("env, model, optim, lr, algorithm", [
+    ("tabular_single", "table", "normalised_step", 0.1, "tpo"),   # paper §2: logit table, α = 0.1
+    ("tabular_multi", "table", "normalised_step", 0.1, "tpo"),
+    ("mnist", "mlp", "adam", 1e-3, "tpo"),                        # Fig. 4: 784-50-50-10 MLP, Adam lr 1e-3
+    ("reversal", "transformer", "muon", 1e-3, "tpo"),             # §4: transformer, Muon + AdamW lr 1e-3
+    ("offline", "offline_mlp", "adam", 3e-4, "td3_bc"),           # TD3+BC App. C / IQL App. B: 256-256, Adam 3e-4
 ])
-def test_env_selects_its_model_and_optimizer(env, model, optim, lr):
-    s = to_settings(compose([f"env={env}", "algorithm=tpo"]))
+def test_env_selects_its_model_and_optimizer(env, model, optim, lr, algorithm):
+    s = to_settings(compose([f"env={env}", f"algorithm={algorithm}"]))
     assert (s.env.name, s.model.name, s.optim.name, s.optim.lr) == (env, model, optim, lr)
 
 

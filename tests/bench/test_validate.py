@@ -20,13 +20,14 @@ from envs import ENVS
 EXEMPT = {
     ("algorithm", "baseline_value"): "a constant baseline b in A = R − b: any real number",
     ("env", "reward_baseline"): "the bandit's centring constant b in R − b: any real number",
+    ("env", "reward_bias"): "the offline reward shift c in r·scale + c: any real number (AntMaze: −1)",
     ("optim", "ns_coeffs"): "Newton–Schulz polynomial coefficients: any reals (the default's middle one is < 0)",
 }
 
 #: an option of each group per schema, and an env that runs with it (ranges are checked before cross-field rules,
 #: the env only keeps composition close to a real run)
 ALGORITHM_OPTION = {loss: loss for loss in ALGORITHMS}
-ENV_OF_MODEL = {"table": "tabular_single", "mlp": "mnist", "transformer": "reversal"}
+ENV_OF_MODEL = {"table": "tabular_single", "mlp": "mnist", "transformer": "reversal", "offline_mlp": "offline"}
 ENV_OF_OPTIM = {"muon": "reversal", "adam": "mnist", "normalised_step": "tabular_single"}
 
 
@@ -216,7 +217,7 @@ def test_cross_field_rules(overrides, message):
     ("algorithm.etaa=2", "algorithm.etaa: unknown key; did you mean eta?"),
     ("run.seedz=3", "run.seedz: unknown key; did you mean seeds?"),
     ("env.n_armz=3", "env.n_armz: unknown key; did you mean n_arms?"),
-    ("algorithm=tpoo", "algorithm=tpoo: no such option; did you mean tpo? Available options in 'algorithm': ce,"),
+    ("algorithm=tpoo", "algorithm=tpoo: no such option; did you mean tpo? Available options in 'algorithm': bc, ce,"),
     ("algorithm.eta=abc", "algorithm.eta: Value 'abc' of type 'str' could not be converted to Float"),
 ])
 def test_composition_error_line(override, line):

@@ -1,0 +1,36 @@
+"""The networks an offline loss reads, as callables (losses take tensors and callables, never modules).
+
+The offline loop builds one :class:`OfflineNets` per seed and phase (inside ``torch.func.vmap`` over the
+seed axis). Only the network the phase updates carries gradient; every other callable reads detached
+parameters, so a loss may call any of them freely. Actions are in [−1, 1] (the family scales them).
+
+Shapes: obs [N, O], act [N, A]; ``critic`` returns [C, N] (C = 2, the twin Q ensemble); ``value`` and
+``actor_log_prob`` return [N]; ``actor`` returns [N, A].
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Optional
+
+from torch import Tensor
+
+ObsFn = Callable[[Tensor], Tensor]
+ObsActFn = Callable[[Tensor, Tensor], Tensor]
+
+
+@dataclass(frozen=True)
+class OfflineNets:
+    """actor:          s → a ∈ [−1, 1]^A (deterministic actor, or the Gaussian actor's tanh mean).
+    actor_target:      the actor's Polyak target copy (when the algorithm declares ``targets=("actor", …)``).
+    actor_log_prob:    (s, a) → log π(a|s) [N] of the Gaussian actor (``nets`` has ``"gaussian_actor"``).
+    critic:            (s, a) → [C, N] twin Q values.
+    critic_target:     the critic's Polyak target copy.
+    value:             s → V(s) [N].
+    """
+
+    actor: Optional[ObsFn] = None
+    actor_target: Optional[ObsFn] = None
+    actor_log_prob: Optional[ObsActFn] = None
+    critic: Optional[ObsActFn] = None
+    critic_target: Optional[ObsActFn] = None
+    value: Optional[ObsFn] = None
