@@ -244,6 +244,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     print(text)
     args.out.mkdir(parents=True, exist_ok=True)
     tag = "".join(f"-{o.split('.')[-1].replace('=', '_')}" for o in args.overrides)
+    if args.only:   # a subset never replaces the full table (results/perf/perf-<device>.md)
+        tag += "-only_" + "_".join("".join(c if c.isalnum() else "-" for c in s) for s in args.only)
     stem = args.out / f"perf-{args.device.replace(':', '')}{tag}"
     stem.with_suffix(".md").write_text(text)
     stem.with_suffix(".json").write_text(json.dumps({"environment": env, "results": [asdict(r) for r in results]},

@@ -55,7 +55,7 @@ def _sac(env, cfg: SACConfig, seed: int, buffer_size: Optional[int] = None):
 
     return SAC("MlpPolicy", env, learning_rate=cfg.sac_learning_rate, buffer_size=buffer_size or cfg.sac_steps,
                learning_starts=cfg.sac_learning_starts, batch_size=cfg.sac_batch_size, tau=cfg.sac_tau,
-               gamma=cfg.sac_gamma, train_freq=1, gradient_steps=1, ent_coef="auto",
+               gamma=cfg.sac_gamma, train_freq=cfg.sac_train_freq, gradient_steps=1, ent_coef="auto",
                policy_kwargs={"net_arch": list(cfg.sac_hidden)}, seed=seed, device="cpu", verbose=0)
 
 
