@@ -9,9 +9,11 @@ ratio, so reusing a batch would be off-policy — it gets 1 (the reference
 implementation reuses it for 4 epochs in the sequence tasks; the harness
 config's ``epochs`` overrides), as do the single-pass CE oracle, DRO-V and KTO.
 
-Offline entries (batch ``"transition"``: BC, TD3+BC, IQL) have ``loss=None`` and list their
-updates as ``phases`` (:class:`algorithms.registry.Phase`), one loss per network, with the
-networks, targets and noise they need (:mod:`algorithms.offline`).
+Offline entries (batch ``"transition"``: BC, TD3+BC, IQL and the generative policies — DDPM BC,
+Diffusion-QL, consistency BC, Consistency-AC, flow BC, FQL, GTP-BC, GTP, TPO-offline) have ``loss=None``
+and list their updates as ``phases`` (:class:`algorithms.registry.Phase`), one loss per network, with the
+networks, targets and noise they need (:mod:`algorithms.offline`); the generative ones act through
+``sampler``.
 
 Every numeric field of a params dataclass carries its allowed range as plain
 field metadata, ``{"ge": x}``, ``{"gt": x}``, ``{"le": x}``, ``{"lt": x}`` (any
@@ -28,6 +30,8 @@ scores (``zero_var_rtol``; shaping.py, docs/paper-map.md §1).
 """
 from __future__ import annotations
 
+from typing import Any, Callable
+
 from .batch import GroupBatch, TrajectoryBatch, TransitionBatch, group_to_trajectories
 from .ce import CEParams, ce_loss
 from .dg import DGParams, dg_loss
@@ -35,6 +39,11 @@ from .dro import DROVParams, KTOParams, dro_v_loss, kto_loss
 from .grpo import GRPOParams, RLOOParams, grpo_loss, rloo_loss
 from .offline import (BCParams, IQLParams, TD3BCParams, bc_loss, iql_actor_loss, iql_critic_loss, iql_value_loss,
                       td3_bc_actor_loss, td3_bc_critic_loss)
+from .offline import consistency as _consistency
+from .offline import diffusion as _diffusion
+from .offline import flow as _flow
+from .offline import gtp as _gtp
+from .offline import tpo_offline as _tpo_offline
 from .pg import PGParams, pg_loss
 from .ppo import PPOParams, ppo_loss
 from .registry import AlgorithmSpec, Phase
@@ -63,6 +72,65 @@ ALGORITHMS: dict[str, AlgorithmSpec] = {
                                  Phase("critic", iql_critic_loss)),
                          nets=("gaussian_actor", "critic", "value"), targets=("critic",)),
 }
+
+
+def _generative(name: str, params: type, summary: str, phases: tuple[Phase, ...], nets: tuple[str, ...],
+                targets: tuple[str, ...], noise_of: Callable[[Any], int],
+                sampler: Callable[..., Any]) -> AlgorithmSpec:
+    """An offline generative policy's spec: ``noise`` is the block count at the params defaults."""
+    return AlgorithmSpec(name, None, params, "transition", 1, summary, phases=phases, nets=nets, targets=targets,
+                         noise=noise_of(params()), noise_of=noise_of, sampler=sampler)
+
+
+# offline generative policies (algorithms/offline/generative.py and the modules it lists); each acts through
+# its ``sampler``
+ALGORITHMS.update({
+    "ddpm_bc": _generative(
+        "ddpm_bc", _diffusion.DiffusionBCParams, "DDPM behaviour cloning (ε-prediction, VP schedule, T = 5)",
+        (Phase("generator", _diffusion.ddpm_bc_loss),), ("generator",), (),
+        _diffusion.ddpm_bc_noise, _diffusion.diffusion_sample_actions),
+    "diffusion_ql": _generative(
+        "diffusion_ql", _diffusion.DiffusionQLParams, "Diffusion-QL: DDPM loss − η·Q/|Q| through the reverse chain",
+        (Phase("critic", _diffusion.diffusion_ql_critic_loss),
+         Phase("generator", _diffusion.diffusion_ql_generator_loss)),
+        ("generator", "critic"), ("critic", "generator"),
+        _diffusion.diffusion_ql_noise, _diffusion.diffusion_sample_actions),
+    "consistency_bc": _generative(
+        "consistency_bc", _consistency.ConsistencyBCParams, "consistency-model BC (consistency training, 2 steps)",
+        (Phase("generator", _consistency.consistency_bc_loss),), ("generator",), ("generator",),
+        _consistency.consistency_bc_noise, _consistency.consistency_sample_actions),
+    "consistency_ac": _generative(
+        "consistency_ac", _consistency.ConsistencyACParams, "Consistency-AC: consistency loss − η·Q/|Q|, 2 steps",
+        (Phase("critic", _consistency.consistency_ac_critic_loss),
+         Phase("generator", _consistency.consistency_ac_generator_loss)),
+        ("generator", "critic"), ("critic", "generator"),
+        _consistency.consistency_ac_noise, _consistency.consistency_sample_actions),
+    "flow_bc": _generative(
+        "flow_bc", _flow.FlowBCParams, "flow-matching BC (linear path, 10 Euler steps)",
+        (Phase("generator", _flow.flow_bc_loss),), ("generator",), (),
+        _flow.flow_bc_noise, _flow.flow_sample_actions),
+    "fql": _generative(
+        "fql", _flow.FQLParams, "FQL: flow BC + one-step policy maximising Q, distilled from the flow",
+        (Phase("critic", _flow.fql_critic_loss), Phase("generator", _flow.fql_generator_loss),
+         Phase("actor", _flow.fql_actor_loss)),
+        ("generator", "one_step_actor", "critic"), ("critic",),
+        _flow.fql_noise, _flow.fql_sample_actions),
+    "gtp_bc": _generative(
+        "gtp_bc", _gtp.GTPBCParams, "GTP-BC: flow-map policy, consistency + instantaneous flow losses",
+        (Phase("generator", _gtp.gtp_bc_generator_loss),), ("generator",), ("generator",),
+        _gtp.gtp_bc_noise, _gtp.gtp_sample_actions),
+    "gtp": _generative(
+        "gtp", _gtp.GTPParams, "GTP: advantage-weighted flow-map policy, clipped double-Q critic",
+        (Phase("critic", _gtp.gtp_critic_loss), Phase("generator", _gtp.gtp_generator_loss)),
+        ("generator", "critic"), ("critic", "generator"),
+        _gtp.gtp_noise, _gtp.gtp_sample_actions),
+    "tpo_offline": _generative(
+        "tpo_offline", _tpo_offline.TPOOfflineParams, "TPO target over critic-scored generative candidates",
+        (Phase("critic", _tpo_offline.tpo_offline_critic_loss),
+         Phase("generator", _tpo_offline.tpo_offline_generator_loss)),
+        ("generator", "critic"), ("critic", "generator"),
+        _tpo_offline.tpo_offline_noise, _tpo_offline.tpo_offline_sample_actions),
+})
 
 
 def get_algorithm(name: str) -> AlgorithmSpec:

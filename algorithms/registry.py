@@ -53,7 +53,15 @@ class AlgorithmSpec:
     targets: networks with a Polyak-averaged target copy (``"critic"``, ``"actor"``), all updated after the
              step's phases on the steps where the actor runs (``step % actor_every == 0``, TD3's schedule;
              rate: the params field ``tau``).
-    noise:   standard-normal draws per transition, in units of the action dimension (TD3: 1).
+    noise:   standard-normal draws per transition, in units of the action dimension (TD3: 1); with
+             ``noise_of`` set, the count at the params defaults.
+    noise_of: ``params -> int``: the count for the given params, when it depends on them (generative
+             policies: sampling steps, candidates); ``None`` = always ``noise``. Read it through
+             :meth:`noise_blocks`.
+    sampler: offline policies that act by sampling: ``(nets, obs, z, params) -> actions in [−1, 1]``
+             (obs [N, O], z [N, A] the chain's initial draw → [N, A]; z = 0 gives the deterministic
+             evaluation action; chains that inject noise per step also take z [N, B, A]);
+             ``None`` = ``nets.actor(s)``.
     """
 
     name: str
@@ -66,3 +74,10 @@ class AlgorithmSpec:
     nets: tuple[str, ...] = ()
     targets: tuple[str, ...] = ()
     noise: int = 0
+    noise_of: Optional[Callable[[Any], int]] = None
+    sampler: Optional[Callable[..., Tensor]] = None
+
+    def noise_blocks(self, params: Any) -> int:
+        """Standard-normal [N, A] blocks per transition a step draws under ``params``: ``noise_of(params)``
+        when set, else ``noise``."""
+        return self.noise if self.noise_of is None else int(self.noise_of(params))

@@ -6,6 +6,17 @@ parameters, so a loss may call any of them freely. Actions are in [−1, 1] (the
 
 Shapes: obs [N, O], act [N, A]; ``critic`` returns [C, N] (C = 2, the twin Q ensemble); ``value`` and
 ``actor_log_prob`` return [N]; ``actor`` returns [N, A].
+
+Generative policies (:mod:`algorithms.offline.generative` and the modules it lists) read three more fields.
+Their network kinds in an :class:`algorithms.registry.AlgorithmSpec`'s ``nets``:
+
+* ``"generator"`` — parameters under the name ``"generator"`` (:func:`bench.models.generative.generator`);
+  fills ``generator`` and, when the spec's ``targets`` has ``"generator"``, ``generator_target`` (its Polyak
+  copy: Diffusion-QL's EMA actor, the consistency target θ⁻, GTP's teacher θ⁻).
+* ``"one_step_actor"`` — parameters under the name ``"actor"`` (FQL's one-step policy, an MLP on [s, z] with a
+  tanh output: :func:`bench.models.generative.one_step_actor`); fills ``one_step``.
+
+Critics stay the twin ``critic`` / ``critic_target``.
 """
 from __future__ import annotations
 
@@ -16,6 +27,7 @@ from torch import Tensor
 
 ObsFn = Callable[[Tensor], Tensor]
 ObsActFn = Callable[[Tensor, Tensor], Tensor]
+GeneratorFn = Callable[[Tensor, Tensor, Tensor, Tensor], Tensor]
 
 
 @dataclass(frozen=True)
@@ -26,6 +38,10 @@ class OfflineNets:
     critic:            (s, a) → [C, N] twin Q values.
     critic_target:     the critic's Polyak target copy.
     value:             s → V(s) [N].
+    generator:         (s, x, t, τ) → [N, A]: the generative policy's network on a noisy action x [N, A] at
+                       times t, τ [N] (the method fixes their meaning and scale; methods without τ pass 0).
+    generator_target:  the generator's Polyak copy, same signature.
+    one_step:          (s, z) → a ∈ [−1, 1]^A [N, A]: FQL's one-step policy on noise z [N, A].
     """
 
     actor: Optional[ObsFn] = None
@@ -34,3 +50,6 @@ class OfflineNets:
     critic: Optional[ObsActFn] = None
     critic_target: Optional[ObsActFn] = None
     value: Optional[ObsFn] = None
+    generator: Optional[GeneratorFn] = None
+    generator_target: Optional[GeneratorFn] = None
+    one_step: Optional[ObsActFn] = None

@@ -13,12 +13,13 @@ Per gradient step and seed: ``env.batch_size`` transitions drawn uniformly with 
 "data"), and, when the algorithm declares ``noise``, standard-normal draws (stream "noise"). Networks
 (:mod:`bench.models.offline`; seed s initialises network ``net`` from its stream "init_<net>", so a
 seed's initial weights do not depend on the other seeds or on the algorithm's other networks):
-``actor`` / ``gaussian_actor`` (parameters under the name "actor"), ``critic`` (an ensemble of
-``model.n_critics`` Q networks), ``value``; targets are Polyak copies.
+``actor`` / ``gaussian_actor`` / ``one_step_actor`` (FQL's μ(s, z); parameters under the name "actor"),
+``critic`` (an ensemble of ``model.n_critics`` Q networks), ``value``, ``generator`` (the generative
+policies' network with time embeddings, :mod:`bench.models.generative`); targets are Polyak copies.
 
 Evaluation (after the update of every step with ``step % eval_every == 0`` and of the last step):
 ``env.eval_episodes`` episodes per seed with the deterministic policy (the actor's output; the Gaussian
-actor's mean) in the dataset's gymnasium env, episode i of seed s reset with a seed drawn from (s, i)
+actor's mean; a generative policy's sampling chain from z = 0) in the dataset's gymnasium env, episode i of seed s reset with a seed drawn from (s, i)
 only, so every algorithm and every evaluation sees the same start states. Logged: ``eval/return``
 (mean undiscounted return) and ``eval/normalised_score`` (:func:`envs.offline.scores.normalised_score`
 with the dataset's reference returns).
@@ -33,10 +34,12 @@ from torch import Tensor
 
 from algorithms.offline.nets import OfflineNets
 from bench import metrics as M
+from bench.models.generative import generator, init_generator, init_one_step_actor, one_step_actor
 from bench.models.offline import ensemble_mlp, gaussian_log_prob, init_mlp, mlp
 from bench.seeding import generators, stream_seed, to_device
 
-NETWORK_OF = {"actor": "actor", "gaussian_actor": "actor", "critic": "critic", "value": "value"}
+NETWORK_OF = {"actor": "actor", "gaussian_actor": "actor", "one_step_actor": "actor", "critic": "critic",
+              "value": "value", "generator": "generator"}
 """Kind of network an algorithm declares → the name its parameters (and its phases) go by."""
 
 
@@ -87,14 +90,22 @@ class OfflineTask:
                 ps = init_mlp([o + a, *model.critic_hidden, 1], gens, ensemble=model.n_critics, device=device)
             elif kind == "value":
                 ps = init_mlp([o, *model.value_hidden, 1], gens, device=device)
+            elif kind == "generator":
+                ps = init_generator(o, a, gens, hidden=model.generator_hidden, time_dim=model.time_dim,
+                                    device=device)
+            elif kind == "one_step_actor":   # FQL's μ(s, z)
+                ps = init_one_step_actor(o, a, gens, hidden=model.actor_hidden, device=device)
             else:
                 raise ValueError(f"unknown network kind {kind!r}; valid: {', '.join(NETWORK_OF)}")
             self.networks[NETWORK_OF[kind]] = ps
         self.gaussian = "gaussian_actor" in spec.nets
+        self.one_step = "one_step_actor" in spec.nets
+        self.loss_params = settings.loss_params
+        self.noise_width = spec.noise_blocks(settings.loss_params) * a
         self.targets: dict[str, list[Tensor]] = {name: [p.detach().clone() for p in self.networks[name]]
                                                  for name in spec.targets}
         self.data_gens = generators(self.seeds, "data")
-        self.noise_gens = generators(self.seeds, "noise") if spec.noise else []
+        self.noise_gens = generators(self.seeds, "noise") if self.noise_width else []
         self._envs = None
 
     # -- preprocessing ---------------------------------------------------------------------------
@@ -122,15 +133,16 @@ class OfflineTask:
         idx = to_device(idx, self.data["observations"].device)
         fields = {k: v[idx] for k, v in self.data.items()}
         if self.noise_gens:
-            width = self.spec.noise * self.act_dim
-            noise = torch.stack([torch.randn(b, width, generator=g) for g in self.noise_gens])
+            noise = torch.stack([torch.randn(b, self.noise_width, generator=g) for g in self.noise_gens])
             fields["noise"] = to_device(noise, idx.device)
         return fields
 
     def nets(self, online: dict[str, list[Tensor]], targets: dict[str, list[Tensor]]) -> OfflineNets:
         """One seed's networks as callables (called inside vmap with that seed's parameters)."""
         kw: dict[str, Any] = {}
-        if "actor" in online:
+        if "actor" in online and self.one_step:
+            kw["one_step"] = lambda s, z: one_step_actor(online["actor"], s, z)
+        elif "actor" in online:
             actor = online["actor"]
             layers = actor[:-1] if self.gaussian else actor
             kw["actor"] = lambda s: torch.tanh(mlp(layers, s))
@@ -145,6 +157,10 @@ class OfflineTask:
                 kw["critic_target"] = lambda s, a: ensemble_mlp(targets["critic"], torch.cat([s, a], -1))[..., 0]
         if "value" in online:
             kw["value"] = lambda s: mlp(online["value"], s)[..., 0]
+        if "generator" in online:
+            kw["generator"] = lambda s, x, t, tau: generator(online["generator"], s, x, t, tau)
+            if "generator" in targets:
+                kw["generator_target"] = lambda s, x, t, tau: generator(targets["generator"], s, x, t, tau)
         return OfflineNets(**kw)
 
     @torch.no_grad()
@@ -160,14 +176,23 @@ class OfflineTask:
     # -- evaluation ------------------------------------------------------------------------------
     @torch.no_grad()
     def act(self, obs: np.ndarray) -> np.ndarray:
-        """Deterministic env actions [S·E, A] for observations [S·E, O] (seed-major: rows s·E … s·E + E − 1)."""
-        actor = self.networks["actor"]
-        layers = [p.detach() for p in (actor[:-1] if self.gaussian else actor)]
-        device = layers[0].device
+        """Deterministic env actions [S·E, A] for observations [S·E, O] (seed-major: rows s·E … s·E + E − 1):
+        the actor's output (the Gaussian actor's mean), or, for a generative policy (``spec.sampler``), its
+        sampling chain started from z = 0 (FQL: μ(s, 0))."""
+        device = self.data["observations"].device
         s = self.normalise(torch.as_tensor(obs, dtype=torch.float32)).to(device)
         s = s.reshape(len(self.seeds), -1, s.shape[-1])
-        a = torch.tanh(torch.func.vmap(mlp)(layers, s)).reshape(-1, self.act_dim).cpu()
-        return self.to_env(a).numpy()
+        online = {k: [p.detach() for p in v] for k, v in self.networks.items()}
+        targets = self.targets
+        if self.spec.sampler is not None:
+            def one_seed(online: dict, targets: dict, s: Tensor) -> Tensor:
+                z = torch.zeros(s.shape[0], self.act_dim, dtype=s.dtype, device=s.device)
+                return self.spec.sampler(self.nets(online, targets), s, z, self.loss_params)
+        else:
+            def one_seed(online: dict, targets: dict, s: Tensor) -> Tensor:
+                return self.nets(online, targets).actor(s)
+        a = torch.func.vmap(one_seed, randomness="error")(online, targets, s).reshape(-1, self.act_dim).cpu()
+        return self.to_env(a.clamp(-1.0, 1.0)).numpy()
 
     def eval_seeds(self) -> list[int]:
         """Reset seeds of the evaluation episodes, seed-major: episode i of seed s from stream (s, eval)."""

@@ -31,6 +31,9 @@ class OfflineMlpConfig:
     critic_hidden: hidden widths of each Q network of the twin critic.
     value_hidden:  hidden widths of V(s) (IQL).
     n_critics:     size of the Q ensemble (2: clipped double Q).
+    generator_hidden: trunk widths of the generative policies' network (diffusion, consistency, flow, GTP:
+                   :mod:`bench.models.generative`; Diffusion-QL's backbone, 3 × 256 Mish).
+    time_dim:      width of each sinusoidal time embedding of that network (even, ≥ 4).
     """
 
     name: str = "offline_mlp"
@@ -38,6 +41,8 @@ class OfflineMlpConfig:
     critic_hidden: list[int] = field(default_factory=lambda: [256, 256], metadata={"ge": 1})
     value_hidden: list[int] = field(default_factory=lambda: [256, 256], metadata={"ge": 1})
     n_critics: int = field(default=2, metadata={"ge": 1})
+    generator_hidden: list[int] = field(default_factory=lambda: [256, 256, 256], metadata={"ge": 1})
+    time_dim: int = field(default=16, metadata={"ge": 4})
 
 
 def init_mlp(sizes: Sequence[int], gens: Sequence[torch.Generator], ensemble: int = 0,

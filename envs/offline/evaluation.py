@@ -20,8 +20,9 @@ def make_vector_env(info: Any, n: int) -> Any:
     kwargs = dict(info.env_kwargs or {})
     kwargs.setdefault("max_episode_steps", int(info.max_episode_steps))
     if info.env_id.startswith(("PointMaze", "AntMaze")):
-        import gymnasium_robotics  # noqa: F401 - registers the maze envs
-        gym.register_envs(gymnasium_robotics)
+        from envs.offline.generate.rollout import import_robotics
+
+        import_robotics()   # registers the maze envs, without the package's import-time notice
 
     def make() -> Any:
         return gym.make(info.env_id, **kwargs)

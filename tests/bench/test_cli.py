@@ -33,7 +33,7 @@ def assert_no_run_directory(root: Path) -> None:
 
 
 @pytest.mark.parametrize("args, expect", [
-    (("algorithm=nope",), "Available options in 'algorithm': bc, ce, dg,"),
+    (("algorithm=nope",), "Available options in 'algorithm': bc, ce, consistency_ac,"),
     (("algorithm=tpoo",), "algorithm=tpoo: no such option; did you mean tpo?"),
     (("env=nope",), "Available options in 'env':"),
     (("experiment=nope",), "Available options in 'experiment':"),

@@ -162,3 +162,10 @@ def test_every_experiment_file_names_its_paper_source():
     for name in EXPERIMENTS:
         text = (CONF_DIR / "experiment" / f"{name}.yaml").read_text()
         assert "§" in text or "Table" in text or "Fig" in text, f"{name}: non-default values need a paper reference"
+
+
+def test_offline_env_selects_an_offline_algorithm_unless_one_is_given():
+    """env=offline alone would otherwise compose the suite's default (TPO, on-policy) and be refused."""
+    assert to_settings(compose(["env=offline"])).algorithm.name == "td3_bc"
+    assert to_settings(compose(["env=offline", "algorithm=iql"])).algorithm.name == "iql"
+    assert compose([]).algorithm.name == "tpo"

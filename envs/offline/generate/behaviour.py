@@ -157,8 +157,10 @@ def _train(tmp: Path, spec: DatasetSpec, cfg: SACConfig, seed: int, settings: di
     n = cfg.sac_steps
     env = make_env(spec.env_id, spec.env_kwargs)
     obs_dim, act_dim = env.observation_space.shape[0], env.action_space.shape[0]
-    rec = {"observations": np.zeros((n, obs_dim), np.float32), "actions": np.zeros((n, act_dim), np.float32),
-           "rewards": np.zeros(n, np.float32), "terminals": np.zeros(n, bool), "timeouts": np.zeros(n, bool)}
+    # SB3 collects whole rollouts of train_freq steps, so training may run past n: rows beyond n are not kept
+    m = n + cfg.sac_train_freq
+    rec = {"observations": np.zeros((m, obs_dim), np.float32), "actions": np.zeros((m, act_dim), np.float32),
+           "rewards": np.zeros(m, np.float32), "terminals": np.zeros(m, bool), "timeouts": np.zeros(m, bool)}
     steps = sorted({*range(cfg.snapshot_every, n + 1, cfg.snapshot_every), n})
     report = max(n // 10, 1)
     t0 = time.perf_counter()
@@ -186,7 +188,7 @@ def _train(tmp: Path, spec: DatasetSpec, cfg: SACConfig, seed: int, settings: di
     model = _sac(env, cfg, seed)
     model.learn(total_timesteps=n, callback=Record())
     train_s = time.perf_counter() - t0
-    np.savez(tmp / "replay.npz", **rec)
+    np.savez(tmp / "replay.npz", **{k: v[:n] for k, v in rec.items()})
 
     # reference returns and snapshot evaluation, in the evaluation env
     low, high = env.action_space.low.astype(np.float32), env.action_space.high.astype(np.float32)

@@ -11,7 +11,10 @@ import torch
 
 from tests.bench.families.offline_data import write_pendulum_dataset
 
-OFFLINE = ("bc", "td3_bc", "iql")
+from algorithms import ALGORITHMS
+
+BASELINES = ("bc", "td3_bc", "iql")
+OFFLINE = tuple(sorted(k for k, s in ALGORITHMS.items() if s.batch == "transition"))   # + the generative policies
 
 
 @pytest.fixture(scope="module")
@@ -24,7 +27,8 @@ def data_dir(tmp_path_factory):
 def overrides(data_dir, algorithm, tmp_path, *extra):
     return ["env=offline", f"algorithm={algorithm}", "env.dataset=pendulum-tiny-gen", f"env.data_dir={data_dir}",
             "env.batch_size=32", "env.eval_every=3", "env.eval_episodes=2", "model.actor_hidden=[16,16]",
-            "model.critic_hidden=[16,16]", "model.value_hidden=[16,16]", "run.steps=4", "run.seeds=2",
+            "model.critic_hidden=[16,16]", "model.value_hidden=[16,16]", "model.generator_hidden=[16,16]",
+            "run.steps=4", "run.seeds=2",
             "logger=none", "run.progress=false", f"run.root={tmp_path}", *extra]
 
 
@@ -55,9 +59,8 @@ def test_smoke_every_offline_algorithm(data_dir, tmp_path, algorithm):
         for k, v in r.items():
             if k.startswith(("loss/", "eval/")):
                 assert np.isfinite(v), (k, v)
-    assert {k for r in rows for k in r if k.startswith("loss/")} == {
-        "bc": {"loss/actor"}, "td3_bc": {"loss/actor", "loss/critic"},
-        "iql": {"loss/actor", "loss/critic", "loss/value"}}[algorithm]
+    spec = ALGORITHMS[algorithm]
+    assert {k for r in rows for k in r if k.startswith("loss/")} == {f"loss/{p.network}" for p in spec.phases}
     # the trained task: rebuild, train in-process and compare with the initial weights
     from bench.build import build as rebuild
     built = rebuild(settings)
@@ -66,7 +69,7 @@ def test_smoke_every_offline_algorithm(data_dir, tmp_path, algorithm):
         assert any(not torch.equal(p, q) for p, q in zip(ps, before[name])), f"{name} did not change"
 
 
-@pytest.mark.parametrize("algorithm", OFFLINE)
+@pytest.mark.parametrize("algorithm", BASELINES + ("gtp", "fql"))
 def test_stacked_seeds_equal_lone_seed(data_dir, tmp_path, algorithm):
     """Seed 1 trained beside seed 0 ends with the parameters it gets trained alone (vmap: no cross-seed term)."""
     from bench.build import build
