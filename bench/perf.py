@@ -52,8 +52,8 @@ def _seq(name: str, algorithm: str, setting: tuple[str, ...], seeds: int = 1, st
 T3 = ("env.horizon=7", "env.matching=prompt")   # Table 3 setting: H=7, B=100, K=8, V=2, terminal reward
 T1 = ("env.vocab=2", "env.horizon=10")          # Table 1 setting: V=2, H=10, bag reward, token candidates
 T1_H7 = ("env.vocab=2", "env.horizon=7")
-OFFLINE = ("experiment=offline_baselines", "scale=quick", "env.dataset=pendulum-medium-replay-gen",
-           "env.eval_every=1000000")
+OFFLINE = ("experiment=offline_baselines", "scale=paper", "env.dataset=pendulum-medium-replay-gen",
+           "env.eval_every=1000000")   # paper networks (256-256), batch 256; data from `bench-data quick`
 
 WORKLOADS: tuple[Workload, ...] = (
     Workload("tabular_single paper (4 algos x 100 seeds x 150 steps)", ("experiment=tabular_single", "scale=paper"),
@@ -70,7 +70,7 @@ WORKLOADS: tuple[Workload, ...] = (
     # TPO_token needs a dense reward: at the Table 3 shape (H=7, B=100, K=8) it runs with the bag reward
     *(_seq(f"bag V=2 H=7 tpo_token ({s} seed{'s' if s > 1 else ''})", "tpo_token", T1_H7, seeds=s) for s in (1, 20)),
     # offline RL (generated pendulum data: `bench-data quick`); gradient steps only (no evaluation in the window)
-    *(Workload(f"offline {a} step (B=256, {s} seed{'s' if s > 1 else ''})", (*OFFLINE, f"algorithm={a}",
+    *(Workload(f"offline {a} step (256-256 nets, B=256, {s} seed{'s' if s > 1 else ''})", (*OFFLINE, f"algorithm={a}",
                                                                            f"run.seeds={s}"), steps=50)
       for a in ("bc", "td3_bc", "iql") for s in (1, 5)),
     Workload("offline evaluation (Pendulum-v1, 5 seeds x 10 episodes)", (*OFFLINE, "algorithm=td3_bc", "run.seeds=5"),
