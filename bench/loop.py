@@ -74,6 +74,29 @@ def per_seed_grad_norm(params: list[Tensor]) -> Tensor:
     return sq.sqrt() if sq is not None else torch.zeros(len(params[0]))
 
 
+class LogWindow:
+    """When a loop logs, and ``time/step_s`` over the steps since the last log.
+
+    A step is logged every ``log_every`` steps, at the last step and whenever it produced an ``eval/``
+    metric; logging is the loops' only host sync. :meth:`end_step` raises :class:`NonFinite` after
+    logging a step with a non-finite value. Shared by the on-policy and the offline loop."""
+
+    def __init__(self, n_seeds: int, steps: int, log_every: int):
+        self.n_seeds, self.steps, self.log_every = n_seeds, steps, log_every
+        self.t_window, self.since = time.perf_counter(), 0
+
+    def end_step(self, step: int, logged: Metrics, on_log: Callable[[int, Metrics], None]) -> None:
+        self.since += 1
+        if self.since == self.log_every or step == self.steps - 1 or any(k.startswith(M.EVAL) for k in logged):
+            now = time.perf_counter()
+            logged[M.STEP_TIME] = torch.full((self.n_seeds,), (now - self.t_window) / self.since)
+            self.t_window, self.since = now, 0
+            on_log(step, logged)
+            bad = [k for k, v in logged.items() if not bool(torch.isfinite(v).all())]
+            if bad:
+                raise NonFinite(step, bad)
+
+
 def train(task: Task, loss_fn: LossRunner, optimizer: torch.optim.Optimizer, *, steps: int, epochs: int,
           log_every: int, on_log: Callable[[int, Metrics], None], start_step: int = 0,
           on_step_end: Optional[Callable[[int], None]] = None, precision: Precision = Precision()) -> int:
@@ -88,7 +111,7 @@ def train(task: Task, loss_fn: LossRunner, optimizer: torch.optim.Optimizer, *, 
     """
     params = task.parameters()
     forward = epoch_loss(task, loss_fn, precision)
-    t_window, since = time.perf_counter(), 0
+    window = LogWindow(len(task.seeds), steps, log_every)
     for step in range(start_step, steps):
         try:
             with precision.autocast_context():
@@ -107,15 +130,7 @@ def train(task: Task, loss_fn: LossRunner, optimizer: torch.optim.Optimizer, *, 
                 logged.update(task.grad_metrics(rollout))
             optimizer.step()
         logged.update(task.after_step(step))
-        since += 1
-        if since == log_every or step == steps - 1 or any(k.startswith(M.EVAL) for k in logged):
-            now = time.perf_counter()
-            logged[M.STEP_TIME] = torch.full((len(task.seeds),), (now - t_window) / since)
-            t_window, since = now, 0
-            on_log(step, logged)
-            bad = [k for k, v in logged.items() if not bool(torch.isfinite(v).all())]
-            if bad:
-                raise NonFinite(step, bad)
+        window.end_step(step, logged, on_log)
         if on_step_end is not None:
             on_step_end(step)
     return steps

@@ -16,7 +16,6 @@ parameter without a gradient, state included, so this equals one optimizer per n
 """
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
@@ -26,7 +25,7 @@ from torch import Tensor
 from algorithms.batch import TransitionBatch
 from algorithms.registry import AlgorithmSpec, Phase
 from bench import metrics as M
-from bench.loop import NonFinite, per_seed_grad_norm
+from bench.loop import LogWindow, per_seed_grad_norm
 from bench.precision import Precision
 
 Metrics = dict[str, Tensor]
@@ -64,7 +63,7 @@ def train(task: Any, loss_fn: OfflineLossRunner, optimizer: torch.optim.Optimize
     a step whose loss or metric is not finite."""
     tau = float(getattr(loss_fn.params, "tau", 0.0))
     latest: Metrics = {}
-    t_window, since = time.perf_counter(), 0
+    window = LogWindow(len(task.seeds), steps, log_every)
     for step in range(start_step, steps):
         fields = task.sample(step)
         for phase in loss_fn.spec.phases:
@@ -82,15 +81,7 @@ def train(task: Any, loss_fn: OfflineLossRunner, optimizer: torch.optim.Optimize
                 task.update_target(name, tau)
         logged = dict(latest)
         logged.update(task.after_step(step))
-        since += 1
-        if since == log_every or step == steps - 1 or any(k.startswith(M.EVAL) for k in logged):
-            now = time.perf_counter()
-            logged[M.STEP_TIME] = torch.full((len(task.seeds),), (now - t_window) / since)
-            t_window, since = now, 0
-            on_log(step, logged)
-            bad = [k for k, v in logged.items() if not bool(torch.isfinite(v).all())]
-            if bad:
-                raise NonFinite(step, bad)
+        window.end_step(step, logged, on_log)
         if on_step_end is not None:
             on_step_end(step)
     return steps

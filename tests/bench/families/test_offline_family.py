@@ -188,3 +188,25 @@ def test_td3_bc_targets_move_only_with_the_delayed_actor(data_dir, tmp_path):
     assert any(not torch.equal(p, q) for p, q in zip(after0, initial))      # step 0: actor step, targets move
     b.train(b.task, b.loss, b.optimizer, steps=2, epochs=1, log_every=1, on_log=lambda s, m: None, start_step=1)
     assert all(torch.equal(p, q) for p, q in zip(b.task.targets["critic"], after0))   # step 1: critic only
+
+
+def test_nan_stops_the_run_with_a_record_saying_so(data_dir, tmp_path, monkeypatch):
+    """A non-finite loss (here: NaN observations from step 2) stops the run; its record says status=nan."""
+    from bench.cli import compose
+    from bench.families.offline import OfflineTask
+    from bench.records import read_run
+    from bench.run import execute
+
+    real = OfflineTask.sample
+
+    def poisoned(self, step):
+        fields = real(self, step)
+        if step >= 2:
+            fields["observations"] = torch.full_like(fields["observations"], float("nan"))
+        return fields
+
+    monkeypatch.setattr(OfflineTask, "sample", poisoned)
+    summary = execute(compose(overrides(data_dir, "td3_bc", tmp_path, "run.log_every=1")))
+    assert summary["status"] == "nan"
+    (run_dir,) = (tmp_path / "adhoc" / "quick").iterdir()
+    assert read_run(run_dir).status == "nan"
