@@ -71,16 +71,6 @@ def sinusoidal_embedding(t: Tensor, dim: int) -> Tensor:
     return torch.cat([torch.sin(arg), torch.cos(arg)], -1)
 
 
-def _mish_mlp(params: Sequence[Tensor], x: Tensor) -> Tensor:
-    h = x
-    n = len(params) // 2
-    for i in range(n):
-        h = h @ params[2 * i] + params[2 * i + 1]
-        if i < n - 1:
-            h = F.mish(h)
-    return h
-
-
 def generator(params: Sequence[Tensor], obs: Tensor, x: Tensor, t: Tensor, tau: Tensor) -> Tensor:
     """One seed's generator: obs [N, O], x [N, A], t [N], tau [N] → [N, A] (module doc).
 
@@ -88,9 +78,9 @@ def generator(params: Sequence[Tensor], obs: Tensor, x: Tensor, t: Tensor, tau: 
     method's own time inputs (the loss decides their scale: :mod:`algorithms.offline.generative`).
     """
     time_dim = params[0].shape[-2]
-    e_t = _mish_mlp(params[0:4], sinusoidal_embedding(t, time_dim))
-    e_tau = _mish_mlp(params[4:8], sinusoidal_embedding(tau, time_dim))
-    return _mish_mlp(params[N_EMBED:], torch.cat([obs, x, e_t, e_tau], -1))
+    e_t = mlp(params[0:4], sinusoidal_embedding(t, time_dim), F.mish)
+    e_tau = mlp(params[4:8], sinusoidal_embedding(tau, time_dim), F.mish)
+    return mlp(params[N_EMBED:], torch.cat([obs, x, e_t, e_tau], -1), F.mish)
 
 
 def init_one_step_actor(obs_dim: int, act_dim: int, gens: Sequence[torch.Generator],

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Callable, Sequence
 
 import torch
 from torch import Tensor
@@ -61,14 +61,14 @@ def init_mlp(sizes: Sequence[int], gens: Sequence[torch.Generator], ensemble: in
     return [p.requires_grad_(True) for p in params]
 
 
-def mlp(params: Sequence[Tensor], x: Tensor) -> Tensor:
-    """One seed's MLP: x [N, in] → [N, out]; h ← relu(h W + b) except after the last layer."""
+def mlp(params: Sequence[Tensor], x: Tensor, activation: Callable[[Tensor], Tensor] = torch.relu) -> Tensor:
+    """One seed's MLP: x [N, in] → [N, out]; h ← activation(h W + b) (default ReLU) except after the last layer."""
     h = x
     n = len(params) // 2
     for i in range(n):
         h = h @ params[2 * i] + params[2 * i + 1]
         if i < n - 1:
-            h = torch.relu(h)
+            h = activation(h)
     return h
 
 
