@@ -17,7 +17,7 @@ them over seeds); randomness arrives as ``batch.noise``.
 from __future__ import annotations
 
 from .bc import BCParams, action_mse, bc_loss
-from .critic import check_ranges, clipped_double_q, expectile_loss, require_net, td_target, twin_q_loss
+from .critic import check_ranges, clipped_double_q, critic_td_loss, expectile_loss, require_net, td_target, twin_q_loss
 from .iql import IQLParams, awr_weights, iql_actor_loss, iql_critic_loss, iql_value_loss
 from .consistency import (ConsistencyACParams, ConsistencyBCParams, consistency_ac_critic_loss,
                           consistency_ac_generator_loss, consistency_ac_noise, consistency_bc_loss,
@@ -52,6 +52,7 @@ __all__ = [
     "bc_loss",
     "check_ranges",
     "clipped_double_q",
+    "critic_td_loss",
     "consistency_ac_critic_loss",
     "consistency_ac_generator_loss",
     "consistency_ac_noise",

@@ -33,7 +33,8 @@ from torch import Tensor
 
 from ..batch import TransitionBatch
 from .critic import check_ranges, require_net
-from .generative import (GeneratorFn, consistency_fn, consistency_sample, generative_critic_loss, karras_time,
+from .critic import critic_td_loss
+from .generative import (GeneratorFn, consistency_fn, consistency_sample, karras_time,
                          noise_blocks, normalised_q_term, per_sample_sq, sampler_noise, scalar_draw, ve_noising)
 from .nets import OfflineNets
 
@@ -130,7 +131,7 @@ def consistency_ac_critic_loss(batch: TransitionBatch, nets: OfflineNets,
     blocks = noise_blocks(batch, consistency_ac_noise(params), "consistency_ac_critic_loss")
     K = params.sample_steps
     next_actions = consistency_chain(gen_target, batch.next_observations, blocks[2 + K:2 + 2 * K], params)
-    return generative_critic_loss(batch, nets, next_actions, params.discount, "consistency_ac_critic_loss")
+    return critic_td_loss(batch, nets, next_actions, params.discount, "consistency_ac_critic_loss")
 
 
 def consistency_ac_generator_loss(batch: TransitionBatch, nets: OfflineNets,

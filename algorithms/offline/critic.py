@@ -16,6 +16,7 @@ from typing import Any, Callable
 
 from torch import Tensor
 
+from ..batch import TransitionBatch
 from .nets import OfflineNets
 
 
@@ -87,3 +88,17 @@ def require_net(nets: OfflineNets, name: str, purpose: str) -> Callable[..., Ten
     if fn is None:
         raise ValueError(f"nets.{name}: {purpose} needs nets.{name}, got None")
     return fn
+
+
+def critic_td_loss(batch: TransitionBatch, nets: OfflineNets, next_actions: Tensor,
+                           discount: float, purpose: str) -> tuple[Tensor, dict[str, Tensor]]:
+    """Clipped double-Q critic (TD3 §4.2 eq. 10; TD3+BC, Diffusion-QL, Consistency-AC, FQL, GTP): loss =
+    Σ_c mean_n (Q_c(s, a) − y)², y = r + γ(1 − terminal)·min_c Q_target,c(s′, a′), a′ = ``next_actions``
+    [N, A] (the method's target-policy sample at s′), detached; no gradient through y.
+    Diagnostics: q_mean, target_mean."""
+    critic = require_net(nets, "critic", purpose)
+    critic_target = require_net(nets, "critic_target", purpose)
+    next_q = clipped_double_q(critic_target(batch.next_observations, next_actions.detach()))
+    y = td_target(batch.rewards, batch.terminals, next_q, discount)
+    q = critic(batch.observations, batch.actions)
+    return twin_q_loss(q, y), {"q_mean": q.detach().mean(), "target_mean": y.mean()}

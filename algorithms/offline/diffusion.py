@@ -35,7 +35,8 @@ from torch import Tensor
 
 from ..batch import TransitionBatch
 from .critic import check_ranges, require_net
-from .generative import (GeneratorFn, ddpm_index, ddpm_noising, ddpm_sample, generative_critic_loss,
+from .critic import critic_td_loss
+from .generative import (GeneratorFn, ddpm_index, ddpm_noising, ddpm_sample,
                          noise_blocks, normalised_q_term, per_sample_sq, sampler_noise, scalar_draw,
                          vp_alpha_bar)
 from .nets import OfflineNets
@@ -113,14 +114,14 @@ def ddpm_bc_loss(batch: TransitionBatch, nets: OfflineNets,
 
 def diffusion_ql_critic_loss(batch: TransitionBatch, nets: OfflineNets,
                              params: DiffusionQLParams) -> tuple[Tensor, dict[str, Tensor]]:
-    """Diffusion-QL's critic: clipped double Q (:func:`~algorithms.offline.generative.generative_critic_loss`)
+    """Diffusion-QL's critic: clipped double Q (:func:`~algorithms.offline.critic.critic_td_loss`)
     with a′ drawn at s′ by the EMA actor's ancestral chain (nets.generator_target, noise blocks T + 2 … 2T + 1).
     Diagnostics: q_mean, target_mean."""
     gen_target = require_net(nets, "generator_target", "diffusion_ql_critic_loss")
     blocks = noise_blocks(batch, diffusion_ql_noise(params), "diffusion_ql_critic_loss")
     T = params.n_timesteps
     next_actions = ddpm_chain(gen_target, batch.next_observations, blocks[2 + T:2 + 2 * T], params)
-    return generative_critic_loss(batch, nets, next_actions, params.discount, "diffusion_ql_critic_loss")
+    return critic_td_loss(batch, nets, next_actions, params.discount, "diffusion_ql_critic_loss")
 
 
 def diffusion_ql_generator_loss(batch: TransitionBatch, nets: OfflineNets,

@@ -33,7 +33,8 @@ from torch import Tensor
 
 from ..batch import TransitionBatch
 from .critic import check_ranges, require_net
-from .generative import (GeneratorFn, flow_euler_sample, flow_path, generative_critic_loss, noise_blocks,
+from .critic import critic_td_loss
+from .generative import (GeneratorFn, flow_euler_sample, flow_path, noise_blocks,
                          per_sample_sq, scalar_draw)
 from .nets import OfflineNets
 
@@ -100,7 +101,7 @@ def fql_critic_loss(batch: TransitionBatch, nets: OfflineNets, params: FQLParams
     one_step = require_net(nets, "one_step", "fql_critic_loss")
     blocks = noise_blocks(batch, fql_noise(params), "fql_critic_loss")
     next_actions = one_step(batch.next_observations, blocks[3])
-    return generative_critic_loss(batch, nets, next_actions, params.discount, "fql_critic_loss")
+    return critic_td_loss(batch, nets, next_actions, params.discount, "fql_critic_loss")
 
 
 def fql_generator_loss(batch: TransitionBatch, nets: OfflineNets,

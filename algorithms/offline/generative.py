@@ -42,7 +42,6 @@ import torch
 from torch import Tensor
 
 from ..batch import TransitionBatch
-from .critic import clipped_double_q, require_net, td_target, twin_q_loss
 from .nets import OfflineNets
 
 Number = Union[float, Tensor]
@@ -318,20 +317,6 @@ def consistency_sample(gen: GeneratorFn, obs: Tensor, z: Tensor, *, t_min: float
 
 
 # -- critic and Q terms shared by the actor-critic variants --------------------------------------------------
-def generative_critic_loss(batch: TransitionBatch, nets: OfflineNets, next_actions: Tensor,
-                           discount: float, purpose: str) -> tuple[Tensor, dict[str, Tensor]]:
-    """Clipped double-Q critic (TD3 §4.2 eq. 10; Diffusion-QL, Consistency-AC, GTP): loss =
-    Σ_c mean_n (Q_c(s, a) − y)², y = r + γ(1 − terminal)·min_c Q_target,c(s′, a′), a′ = ``next_actions``
-    [N, A] (the method's target-policy sample at s′), detached; no gradient through y.
-    Diagnostics: q_mean, target_mean."""
-    critic = require_net(nets, "critic", purpose)
-    critic_target = require_net(nets, "critic_target", purpose)
-    next_q = clipped_double_q(critic_target(batch.next_observations, next_actions.detach()))
-    y = td_target(batch.rewards, batch.terminals, next_q, discount)
-    q = critic(batch.observations, batch.actions)
-    return twin_q_loss(q, y), {"q_mean": q.detach().mean(), "target_mean": y.mean()}
-
-
 def normalised_q_term(q: Tensor) -> Tensor:
     """½·(mean Q₁/mean|Q₂| + mean Q₂/mean|Q₁|), denominators detached: q [2, N] (twin Q at the policy's
     actions) → scalar. Diffusion-QL's actor (L = L_d − α·E[Q], α = η/E|Q|) picks Q₁/|Q₂| or Q₂/|Q₁| by a fair

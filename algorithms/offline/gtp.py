@@ -59,8 +59,9 @@ from torch import Tensor
 
 from ..batch import TransitionBatch
 from .critic import check_ranges, clipped_double_q, require_net
+from .critic import critic_td_loss
 from .generative import (GeneratorFn, advantage_weights, check_choice, check_preconditioning, edm_weight,
-                         generative_critic_loss, gtp_flow_map, gtp_phi, gtp_sample, karras_time, noise_blocks,
+                         gtp_flow_map, gtp_phi, gtp_sample, karras_time, noise_blocks,
                          per_sample_sq, scalar_draw, score_approx_point, uniform_from_normal, ve_noising)
 from .nets import OfflineNets
 
@@ -191,7 +192,7 @@ def gtp_critic_loss(batch: TransitionBatch, nets: OfflineNets, params: GTPParams
     gen_target = require_net(nets, "generator_target", "gtp_critic_loss")
     blocks = noise_blocks(batch, gtp_noise(params), "gtp_critic_loss")
     next_actions = gtp_chain(gen_target, batch.next_observations, blocks[4], params)
-    return generative_critic_loss(batch, nets, next_actions, params.discount, "gtp_critic_loss")
+    return critic_td_loss(batch, nets, next_actions, params.discount, "gtp_critic_loss")
 
 
 def gtp_generator_loss(batch: TransitionBatch, nets: OfflineNets,

@@ -16,7 +16,7 @@ from torch import Tensor
 
 from ..batch import TransitionBatch
 from .bc import action_mse
-from .critic import check_ranges, clipped_double_q, require_net, td_target, twin_q_loss
+from .critic import check_ranges, critic_td_loss, require_net
 from .nets import OfflineNets
 
 
@@ -57,8 +57,6 @@ def td3_bc_critic_loss(batch: TransitionBatch, nets: OfflineNets,
     Raises ValueError when batch.noise is None or not [N, A], or a needed network is None.
     Diagnostics: q_mean (mean of Q_c(s, a) over c and n), target_mean (mean y).
     """
-    critic = require_net(nets, "critic", "td3_bc_critic_loss")
-    critic_target = require_net(nets, "critic_target", "td3_bc_critic_loss")
     actor_target = require_net(nets, "actor_target", "td3_bc_critic_loss")
     if batch.noise is None or tuple(batch.noise.shape) != tuple(batch.actions.shape):
         got = None if batch.noise is None else tuple(batch.noise.shape)
@@ -66,11 +64,7 @@ def td3_bc_critic_loss(batch: TransitionBatch, nets: OfflineNets,
                          f"(one N(0, 1) draw per action dimension), got {got}")
     next_actions = smoothed_target_action(actor_target(batch.next_observations).detach(), batch.noise,
                                           params.policy_noise, params.noise_clip)
-    next_q = clipped_double_q(critic_target(batch.next_observations, next_actions))
-    y = td_target(batch.rewards, batch.terminals, next_q, params.discount)
-    q = critic(batch.observations, batch.actions)
-    loss = twin_q_loss(q, y)
-    return loss, {"q_mean": q.detach().mean(), "target_mean": y.mean()}
+    return critic_td_loss(batch, nets, next_actions, params.discount, "td3_bc_critic_loss")
 
 
 def td3_bc_actor_loss(batch: TransitionBatch, nets: OfflineNets,

@@ -49,8 +49,9 @@ from ..shaping import ZERO_VAR_RTOL, standardise_scores
 from .critic import check_ranges, clipped_double_q, require_net
 from .diffusion import ddpm_terms
 from .flow import flow_matching_terms
+from .critic import critic_td_loss
 from .generative import (GeneratorFn, check_choice, check_preconditioning, ddpm_sample, flow_euler_sample,
-                         generative_critic_loss, noise_blocks, sampler_noise, scalar_draw)
+                         noise_blocks, sampler_noise, scalar_draw)
 from .gtp import FLOW_WEIGHTINGS, TIME_SAMPLINGS, gtp_chain, gtp_terms
 from .nets import OfflineNets
 
@@ -159,7 +160,7 @@ def tpo_offline_critic_loss(batch: TransitionBatch, nets: OfflineNets,
     blocks = noise_blocks(batch, tpo_offline_noise(params), "tpo_offline_critic_loss")
     c = _chain_blocks(params)
     next_actions = generative_chain(gen_target, batch.next_observations, blocks[-c:], params)
-    return generative_critic_loss(batch, nets, next_actions, params.discount, "tpo_offline_critic_loss")
+    return critic_td_loss(batch, nets, next_actions, params.discount, "tpo_offline_critic_loss")
 
 
 def tpo_offline_generator_loss(batch: TransitionBatch, nets: OfflineNets,
