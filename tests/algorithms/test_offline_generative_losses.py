@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from torch.func import grad, vmap
+from torch.func import vmap
 
 from algorithms import ALGORITHMS, TransitionBatch
 from algorithms.offline import (ConsistencyBCParams, DiffusionQLParams, FQLParams, GTPBCParams, GTPParams,
@@ -13,6 +13,7 @@ from algorithms.offline import (ConsistencyBCParams, DiffusionQLParams, FQLParam
 from bench.models.generative import generator, init_generator, init_one_step_actor, one_step_actor
 from bench.models.offline import ensemble_mlp, init_mlp
 from bench.seeding import generators
+from tests.algorithms.offline_testutils import assert_vmap_equals_per_seed_loop
 
 D = torch.float64
 O, A, C, N = 3, 2, 2, 4
@@ -148,22 +149,7 @@ def test_vmap_over_seeds_equals_a_per_seed_loop(name, kw, phase):
     p, b = init_params(gen, (S,)), make_batch(gen, ALGORITHMS[name].noise_blocks(params), (S,))
     own = phase.network
 
-    def f(owned, rest, batch):
-        return _loss(phase, params, {**rest, own: owned}, batch)
-
-    rest = {k: v for k, v in p.items() if k != own}
-    loss_v, diag_v = vmap(f, randomness="error")(p[own], rest, b)
-    grad_v, _ = vmap(grad(f, has_aux=True), randomness="error")(p[own], rest, b)
-    for s in range(S):
-        ps = {net: {k: v[s].clone().requires_grad_(net == own) for k, v in q.items()} for net, q in p.items()}
-        loss_s, diag_s = _loss(phase, params, ps, {k: v[s] for k, v in b.items()})
-        g_s = torch.autograd.grad(loss_s, list(ps[own].values()), allow_unused=True)
-        torch.testing.assert_close(loss_v[s], loss_s.detach())
-        for (k, v), g in zip(ps[own].items(), g_s):
-            torch.testing.assert_close(grad_v[k][s], torch.zeros_like(v) if g is None else g)
-        assert set(diag_v) == set(diag_s)
-        for k in diag_s:
-            torch.testing.assert_close(diag_v[k][s], diag_s[k])
+    assert_vmap_equals_per_seed_loop(lambda ps, batch: _loss(phase, params, ps, batch), p, b, own, S)
 
 
 VARIANT_IDS = [f"{n}-{kw.get('generative', '')}".rstrip("-") for n, kw in VARIANTS]

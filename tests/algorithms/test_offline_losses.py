@@ -7,13 +7,13 @@ import math
 
 import pytest
 import torch
-from torch.func import grad, vmap
 
 from algorithms import ALGORITHMS, TransitionBatch
 from algorithms.offline import (BCParams, IQLParams, OfflineNets, TD3BCParams, action_mse, awr_weights, bc_loss,
                                 clipped_double_q, expectile_loss, iql_actor_loss, iql_critic_loss, iql_value_loss,
                                 smoothed_target_action, td3_bc_actor_loss, td3_bc_critic_loss, td_target,
                                 twin_q_loss)
+from tests.algorithms.offline_testutils import assert_vmap_equals_per_seed_loop
 
 D = torch.float64
 
@@ -279,22 +279,7 @@ def test_vmap_over_seeds_equals_a_per_seed_loop(name, i, phase):
     p, b = init_params(gen, (S,)), make_batch(gen, (S,))
     own = phase.network
 
-    def f(owned, rest, batch):
-        return _loss(name, phase, {**rest, own: owned}, batch)
-
-    rest = {k: v for k, v in p.items() if k != own}
-    loss_v, diag_v = vmap(f)(p[own], rest, b)
-    grad_v, _ = vmap(grad(f, has_aux=True))(p[own], rest, b)
-    for s in range(S):
-        ps = {net: {k: v[s].clone().requires_grad_(net == own) for k, v in q.items()} for net, q in p.items()}
-        loss_s, diag_s = _loss(name, phase, ps, {k: v[s] for k, v in b.items()})
-        g_s = torch.autograd.grad(loss_s, list(ps[own].values()), allow_unused=True)   # BC: log_std unused
-        torch.testing.assert_close(loss_v[s], loss_s.detach())
-        for (k, v), g in zip(ps[own].items(), g_s):
-            torch.testing.assert_close(grad_v[k][s], torch.zeros_like(v) if g is None else g)
-        assert set(diag_v) == set(diag_s)
-        for k in diag_s:
-            torch.testing.assert_close(diag_v[k][s], diag_s[k])
+    assert_vmap_equals_per_seed_loop(lambda ps, batch: _loss(name, phase, ps, batch), p, b, own, S)
 
 
 # -- params ----------------------------------------------------------------------------------------------
