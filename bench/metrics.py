@@ -22,6 +22,12 @@ EVAL_ERROR = "eval/error"            # held-out (greedy) error
 EVAL_RETURN = "eval/return"          # mean undiscounted evaluation episode return (offline RL)
 EVAL_SCORE = "eval/normalised_score" # D4RL normalised score 100·(R − R_random)/(R_expert − R_random)
 STEP_TIME = "time/step_s"            # wall seconds per step (mean over the log window)
+ACT_MS = "time/act_ms_b"             # + batch size: offline policy inference, ms per action (env.latency_batches)
+
+
+def act_ms(batch: int) -> str:
+    """Metric name of the offline policy's inference time at ``batch`` states per call: ``time/act_ms_b<batch>``."""
+    return f"{ACT_MS}{int(batch)}"
 
 
 def diag(name: str) -> str:

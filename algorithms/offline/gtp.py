@@ -40,6 +40,11 @@ a_t's ODE trajectory; the mean of the consistency target over a | a_t is the flo
 it is one DDIM step from t to τ), the paper's O(h^p) bound in the largest step h — so u stays within Δ of t in
 the grid coordinate (CT's adjacent grid points, N ≈ 1/Δ).
 
+Ablations (the paper's, on hopper-medium-expert): ``teacher_point="ode"`` replaces the score approximation by an
+ODE solve of the teacher's own field from a_t to u (:func:`ode_teacher_point`, ``ode_steps`` ≤ 3 as the paper's);
+``consistency_target="shortcut"`` drops the teacher: the target is two detached steps of the online map,
+Φ_θ(s, Φ_θ(s, a_t, t, u), u, τ) (a shortcut-model objective, Frans et al. 2024, in the flow-map form).
+
 Sampling: the deterministic chain a_{t_{k+1}} = Φ_θ(s, a_{t_k}, t_k, t_{k+1}) on
 T = t_0 > … > t_K = 0 (:func:`~algorithms.offline.generative.gtp_time_grid`), K = 5 (the main results; K = 2 an
 option).
@@ -67,6 +72,8 @@ from .nets import OfflineNets
 
 TIME_SAMPLINGS = ("lognormal", "karras")
 FLOW_WEIGHTINGS = ("edm", "none")
+TEACHER_POINTS = ("score_approx", "ode")
+CONSISTENCY_TARGETS = ("teacher", "shortcut")
 
 
 @dataclass(frozen=True)
@@ -76,7 +83,11 @@ class GTPBCParams:
     draws and the sampling grid; sigma_data: σ_d of the EDM scalings; preconditioning: ``"edm"`` or ``"none"``
     (φ = the raw network); lambda_flow: λ_Flow, the weight of L_Flow; sample_steps: K; time_sampling: how t is
     drawn (``"lognormal"``, ``"karras"``); p_mean, p_std: the log-normal's parameters; flow_weighting: λ(t) on
-    L_Flow (``"edm"``, ``"none"``); teacher_gap: Δ, the largest r_t − r_u of the teacher's level u."""
+    L_Flow (``"edm"``, ``"none"``); teacher_gap: Δ, the largest r_t − r_u of the teacher's level u;
+    teacher_point: how the teacher's input ã_u is made (``"score_approx"``: a + u·z; ``"ode"``: ``ode_steps``
+    Euler steps of the teacher's own probability-flow ODE from a_t); consistency_target: ``"teacher"`` (the
+    EMA teacher at ã_u) or ``"shortcut"`` (no teacher: two detached steps of the online map) — the last two
+    are the paper's ablations (module doc)."""
 
     discount: float = field(default=0.99, metadata={"ge": 0, "le": 1})   # unused; GTP backbone γ = 0.99
     tau: float = field(default=0.005, metadata={"ge": 0, "le": 1})       # EMA of θ⁻ (Diffusion-QL backbone 0.005)
@@ -93,12 +104,17 @@ class GTPBCParams:
     p_std: float = field(default=1.2, metadata={"gt": 0})                # EDM: P_std = 1.2
     flow_weighting: str = "edm"                                          # EDM's λ(t) on L_Flow (choice; "none")
     teacher_gap: float = field(default=0.05, metadata={"gt": 0, "le": 1})  # Δ ≥ r_t − r_u (choice: small steps)
+    teacher_point: str = "score_approx"                                  # GTP; "ode": the ablation's ODE solve
+    ode_steps: int = field(default=3, metadata={"ge": 1})                # GTP ablation: ≤ 3 solver steps
+    consistency_target: str = "teacher"                                  # GTP; "shortcut": the no-teacher ablation
 
     def __post_init__(self) -> None:
         check_ranges(self)
         check_preconditioning(self.preconditioning)
         check_choice("time_sampling", self.time_sampling, TIME_SAMPLINGS)
         check_choice("flow_weighting", self.flow_weighting, FLOW_WEIGHTINGS)
+        check_choice("teacher_point", self.teacher_point, TEACHER_POINTS)
+        check_choice("consistency_target", self.consistency_target, CONSISTENCY_TARGETS)
         if not self.t_max > self.t_min:
             raise ValueError(f"t_max: must be > t_min = {self.t_min}, got {self.t_max}")
 
@@ -148,13 +164,36 @@ def gtp_terms(gen: GeneratorFn, gen_target: GeneratorFn, obs: Tensor, actions: T
     t, u, tau = gtp_times(blocks[0][:, 0], scalar_draw(blocks[1]), scalar_draw(blocks[2]), params)
     a, z = actions.detach(), blocks[3]
     a_t = ve_noising(a, z, t)
-    a_u = score_approx_point(a_t, a, t, u)
     flow = per_sample_sq(gtp_phi(gen, obs, a_t, t, t, **kw), a)
     if params.flow_weighting == "edm":
         flow = flow * edm_weight(t, params.sigma_data)
     student = gtp_flow_map(gen, obs, a_t, t, tau, **kw)
-    teacher = gtp_flow_map(gen_target, obs, a_u, u, tau, **kw).detach()
-    return per_sample_sq(student, teacher), flow
+    with torch.no_grad():
+        if params.consistency_target == "shortcut":
+            mid = gtp_flow_map(gen, obs, a_t, t, u, **kw)
+            target = gtp_flow_map(gen, obs, mid, u, tau, **kw)
+        else:
+            a_u = (score_approx_point(a_t, a, t, u) if params.teacher_point == "score_approx"
+                   else ode_teacher_point(gen_target, obs, a_t, t, u, params))
+            target = gtp_flow_map(gen_target, obs, a_u, u, tau, **kw)
+    return per_sample_sq(student, target.detach()), flow
+
+
+def ode_teacher_point(gen: GeneratorFn, obs: Tensor, x_t: Tensor, t: Tensor, u: Tensor,
+                      params: GTPBCParams) -> Tensor:
+    """The teacher's input ã_u solved from x_t along the model's own probability-flow ODE (the GTP paper's
+    "without score approximation" ablation): ``ode_steps`` Euler steps, uniform in time, of
+    dx/dt = f(x, t) = (x − D(s, x, t))/t, D = φ^inst(s, x, t) = φ(s, x, t, t) the network's denoiser (VE
+    probability-flow ODE, Karras et al. 2022 Eq. 3 with σ(t) = t). x_t [N, A], t ≥ u ≥ 0 [N] → [N, A]; t = u
+    returns x_t. Costs ``ode_steps`` network calls, which is what the score approximation saves."""
+    kw = dict(t_min=params.t_min, sigma_data=params.sigma_data, preconditioning=params.preconditioning)
+    x, n = x_t, params.ode_steps
+    for i in range(n):
+        ti = t + (u - t) * (i / n)
+        tn = t + (u - t) * ((i + 1) / n)
+        denoised = gtp_phi(gen, obs, x, ti, ti, **kw)
+        x = x + ((tn - ti) / ti)[:, None] * (x - denoised)
+    return x
 
 
 def gtp_chain(gen: GeneratorFn, obs: Tensor, z: Tensor, params: GTPBCParams) -> Tensor:
@@ -205,8 +244,9 @@ def gtp_generator_loss(batch: TransitionBatch, nets: OfflineNets,
     critic = require_net(nets, "critic", "gtp_generator_loss")
     blocks = noise_blocks(batch, gtp_noise(params), "gtp_generator_loss")
     s = batch.observations
-    pi = gtp_chain(gen, s, torch.zeros_like(batch.actions), params).detach()
-    adv = (clipped_double_q(critic(s, batch.actions)) - clipped_double_q(critic(s, pi))).detach()
+    with torch.no_grad():   # A is a weight, not part of the graph
+        pi = gtp_chain(gen, s, torch.zeros_like(batch.actions), params)
+        adv = clipped_double_q(critic(s, batch.actions)) - clipped_double_q(critic(s, pi))
     w = advantage_weights(adv, params.eta, params.adv_eps, params.max_weight)
     loss, diags = _gtp_generator(batch, nets, params, w, blocks, "gtp_generator_loss")
     diags.update({"weight_mean": w.mean(), "weight_capped": (w >= params.max_weight).to(w.dtype).mean(),

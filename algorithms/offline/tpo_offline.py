@@ -52,7 +52,7 @@ from .flow import flow_matching_terms
 from .critic import critic_td_loss
 from .generative import (GeneratorFn, check_choice, check_preconditioning, ddpm_sample, flow_euler_sample,
                          noise_blocks, sampler_noise, scalar_draw)
-from .gtp import FLOW_WEIGHTINGS, TIME_SAMPLINGS, gtp_chain, gtp_terms
+from .gtp import CONSISTENCY_TARGETS, FLOW_WEIGHTINGS, TEACHER_POINTS, TIME_SAMPLINGS, gtp_chain, gtp_terms
 from .nets import OfflineNets
 
 GENERATIVES = ("flow", "diffusion", "gtp")
@@ -67,7 +67,8 @@ class TPOOfflineParams:
     the matching method: n_timesteps, beta_min, beta_max (diffusion:
     :class:`~algorithms.offline.diffusion.DiffusionBCParams`);
     flow_steps (flow: :class:`~algorithms.offline.flow.FlowBCParams`); t_min, t_max, rho, sigma_data,
-    preconditioning, lambda_flow, sample_steps, time_sampling, p_mean, p_std, flow_weighting, teacher_gap (gtp:
+    preconditioning, lambda_flow, sample_steps, time_sampling, p_mean, p_std, flow_weighting, teacher_gap,
+    teacher_point, ode_steps, consistency_target (gtp:
     :class:`~algorithms.offline.gtp.GTPBCParams`)."""
 
     discount: float = field(default=0.99, metadata={"ge": 0, "le": 1})   # the GTP / Diffusion-QL backbone γ
@@ -95,6 +96,9 @@ class TPOOfflineParams:
     p_std: float = field(default=1.2, metadata={"gt": 0})                # gtp: EDM P_std
     flow_weighting: str = "edm"                                          # gtp: EDM's λ(t) on L_Flow
     teacher_gap: float = field(default=0.05, metadata={"gt": 0, "le": 1})  # gtp: max r_t − r_u
+    teacher_point: str = "score_approx"                                  # gtp: GTP's score approximation
+    ode_steps: int = field(default=3, metadata={"ge": 1})                # gtp: teacher_point="ode" only
+    consistency_target: str = "teacher"                                  # gtp: the EMA teacher
 
     def __post_init__(self) -> None:
         check_ranges(self)
@@ -103,6 +107,8 @@ class TPOOfflineParams:
         check_preconditioning(self.preconditioning)
         check_choice("time_sampling", self.time_sampling, TIME_SAMPLINGS)
         check_choice("flow_weighting", self.flow_weighting, FLOW_WEIGHTINGS)
+        check_choice("teacher_point", self.teacher_point, TEACHER_POINTS)
+        check_choice("consistency_target", self.consistency_target, CONSISTENCY_TARGETS)
         if not self.beta_max > self.beta_min:
             raise ValueError(f"beta_max: must be > beta_min = {self.beta_min}, got {self.beta_max}")
         if not self.t_max > self.t_min:
@@ -180,8 +186,9 @@ def tpo_offline_generator_loss(batch: TransitionBatch, nets: OfflineNets,
     s_rep = _repeat(s, K)
     # candidate k of state n sits at row n·K + k and uses blocks g + k·c … g + k·c + c − 1
     chain = [torch.stack([blocks[g + k * c + j] for k in range(K)], 1).reshape(N * K, -1) for j in range(c)]
-    cand = generative_chain(gen, s_rep, chain, params).detach()
-    scores = clipped_double_q(critic(s_rep, cand)).detach().reshape(N, K)
+    with torch.no_grad():   # candidates and their scores are data of the target, not part of the graph
+        cand = generative_chain(gen, s_rep, chain, params)
+        scores = clipped_double_q(critic(s_rep, cand)).reshape(N, K)
     u = standardise_scores(scores, eps=params.std_eps, rtol=params.zero_var_rtol)
     q = torch.softmax(u / params.eta, -1).detach()
     shared = [_repeat(b, K) for b in blocks[:g]]

@@ -181,7 +181,12 @@ class OfflineTask:
         sampling chain started from z = 0 (FQL: μ(s, 0))."""
         device = self.data["observations"].device
         s = self.normalise(torch.as_tensor(obs, dtype=torch.float32)).to(device)
-        s = s.reshape(len(self.seeds), -1, s.shape[-1])
+        a = self.policy(s.reshape(len(self.seeds), -1, s.shape[-1])).reshape(-1, self.act_dim).cpu()
+        return self.to_env(a.clamp(-1.0, 1.0)).numpy()
+
+    def policy(self, s: Tensor) -> Tensor:
+        """Deterministic actions [S, B, A] in the unit box (unclipped) for normalised observations [S, B, O], every
+        seed's networks on its own rows (one vmap)."""
         online = {k: [p.detach() for p in v] for k, v in self.networks.items()}
         targets = self.targets
         if self.spec.sampler is not None:
@@ -191,8 +196,29 @@ class OfflineTask:
         else:
             def one_seed(online: dict, targets: dict, s: Tensor) -> Tensor:
                 return self.nets(online, targets).actor(s)
-        a = torch.func.vmap(one_seed, randomness="error")(online, targets, s).reshape(-1, self.act_dim).cpu()
-        return self.to_env(a.clamp(-1.0, 1.0)).numpy()
+        with torch.no_grad():
+            return torch.func.vmap(one_seed, randomness="error")(online, targets, s)
+
+    def act_latency(self, batch: int, repeats: int = 5) -> float:
+        """Inference time of the deterministic policy, in ms per action: the median over ``repeats`` timed calls
+        (after one warm-up call) of one call on ``batch`` dataset states per seed, divided by batch·S (S stacked
+        seeds share the call). At S = 1 and batch 1 it is the latency of one action; at batch 256 the per-action
+        cost of a batched call (the GTP paper's efficiency table reports ms per action)."""
+        import statistics
+        import time
+
+        n = min(batch, self.n_transitions)
+        s = self.data["observations"][:n].expand(len(self.seeds), n, -1)
+        sync = torch.cuda.synchronize if s.is_cuda else (lambda: None)
+        self.policy(s)
+        times = []
+        for _ in range(repeats):
+            sync()
+            t0 = time.perf_counter()
+            self.policy(s)
+            sync()
+            times.append(time.perf_counter() - t0)
+        return 1000.0 * statistics.median(times) / (n * len(self.seeds))
 
     def eval_seeds(self) -> list[int]:
         """Reset seeds of the evaluation episodes, seed-major: episode i of seed s from stream (s, eval)."""
@@ -208,8 +234,11 @@ class OfflineTask:
         returns = run_episodes(self._envs, self.info.obs_key, self.act, self.eval_seeds())
         per_seed = returns.reshape(len(self.seeds), self.cfg.eval_episodes).mean(1)
         score = normalised_score(per_seed, self.info.ref_min_score, self.info.ref_max_score)
-        return {M.EVAL_RETURN: torch.as_tensor(per_seed, dtype=torch.float32),
-                M.EVAL_SCORE: torch.as_tensor(np.asarray(score), dtype=torch.float32)}
+        out = {M.EVAL_RETURN: torch.as_tensor(per_seed, dtype=torch.float32),
+               M.EVAL_SCORE: torch.as_tensor(np.asarray(score), dtype=torch.float32)}
+        for b in self.cfg.latency_batches:
+            out[M.act_ms(b)] = torch.full((len(self.seeds),), self.act_latency(b))
+        return out
 
     # -- checkpoints -----------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:

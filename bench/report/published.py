@@ -44,6 +44,18 @@ PAPER_NAMES: dict[str, str] = {
     "BC": "bc",
     "TD3+BC": "td3_bc",
     "IQL": "iql",
+    "D-BC": "ddpm_bc",
+    "C-BC": "consistency_bc",
+    "Flow BC": "flow_bc",
+    "GTP-BC": "gtp_bc",
+    "D-QL": "diffusion_ql",
+    "C-AC": "consistency_ac",
+    "FQL": "fql",
+    "GTP": "gtp",
+    "GTP (K=2)": "gtp_k2",
+    "GTP (ODE teacher)": "gtp_ode_teacher",
+    "GTP (shortcut, no teacher)": "gtp_shortcut",
+    "TPO-offline": "tpo_offline",
 }
 """Paper label -> algorithm config name (``algorithm.name``)."""
 

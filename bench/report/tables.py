@@ -218,6 +218,58 @@ TABLES["offline_baselines"] = [
               reference="raw env return", notes=_OFFLINE_NOTES[1:]),
 ]
 
+# -- generative policies for offline RL (GTP paper, Feng, Tang, Wang & Chen, arXiv 2510.11499, ICML 2026) --
+_GTP_REF = "GTP paper (Feng, Tang, Wang & Chen 2026)"
+_GTP_ORDER_NOTE = ("On generated `*-gen` datasets no published number applies: compare the methods' ordering only, "
+                   "with the paper's ordering on D4RL.")
+
+
+def _offline_scores(experiment: str, title: str, rows: tuple[str, ...], reference: str,
+                    published: Optional[str]) -> list[TableSpec]:
+    """Normalised score and raw return of the final evaluation per method × dataset (the offline tables' layout)."""
+    return [TableSpec("normalised_score", f"{title}: normalised score of the final evaluation", M.EVAL_SCORE,
+                      columns=("env.dataset",), decimals=1, lower_is_better=False, row_order=rows,
+                      published=published, tolerance=5.0, reference=reference,
+                      notes=(*_OFFLINE_NOTES, _GTP_ORDER_NOTE)),
+            TableSpec("return", f"{title}: undiscounted return of the final evaluation", M.EVAL_RETURN,
+                      columns=("env.dataset",), decimals=1, lower_is_better=False, row_order=rows,
+                      reference="raw env return", notes=_OFFLINE_NOTES[1:])]
+
+
+_STEP_MS = dict(metric=M.STEP_TIME, reduction="mean_over_steps", scale=1000.0, unit="ms", decimals=2,
+                number_format="g")
+_HW_NOTE = ("Times are this machine's (see the run provenance); the paper's are an RTX 4090's (hours for 2M steps "
+            "divided by 2M): compare the methods' ordering and ratios, not the absolute numbers.")
+TABLES["gtp_bc"] = _offline_scores("gtp_bc", "Generative BC (GTP paper Table 1 layout)",
+                                   ("bc", "td3_bc", "ddpm_bc", "consistency_bc", "flow_bc", "gtp_bc"),
+                                   f"{_GTP_REF}, Table 1", "gtp_bc.csv")
+TABLES["gtp_offline"] = _offline_scores("gtp_offline", "Offline RL with generative policies (GTP paper Table 2 layout)",
+                                        ("bc", "td3_bc", "iql", "diffusion_ql", "consistency_ac", "fql", "gtp",
+                                         "tpo_offline"),
+                                        f"{_GTP_REF}, Table 2 (FQL: its ICML-version table; BC, TD3+BC: Table 1)",
+                                        "gtp_offline.csv")
+TABLES["gtp_ablation"] = [
+    *_offline_scores("gtp_ablation", "GTP ablation", ("gtp", "gtp_ode_teacher", "gtp_shortcut", "gtp_k2"),
+                     f"{_GTP_REF}, ablation study (hopper-medium-expert)", "gtp_ablation.csv")[:1],
+    TableSpec("step_ms", "GTP ablation: training time per gradient step (ms, mean over the run)",
+              columns=("env.dataset",), row_order=("gtp", "gtp_ode_teacher", "gtp_shortcut", "gtp_k2"),
+              published="gtp_ablation.csv", rel_tolerance=0.25, reference=f"{_GTP_REF}, ablation study (hours)",
+              notes=(_HW_NOTE,), **_STEP_MS),
+]
+_EFF_ROWS = ("diffusion_ql", "consistency_ac", "fql", "gtp", "gtp_k2", "tpo_offline")
+TABLES["gtp_efficiency"] = [
+    TableSpec("step_ms", "Efficiency: training time per gradient step (ms, batch 256, mean over the run)",
+              row_order=_EFF_ROWS, published="gtp_efficiency.csv", reference=f"{_GTP_REF}, efficiency table",
+              notes=(_HW_NOTE,), **_STEP_MS),
+    TableSpec("act_ms_b1", "Efficiency: inference time per action at batch 1 (ms, last evaluation)", M.act_ms(1),
+              row_order=_EFF_ROWS, published="gtp_efficiency.csv", scale=1.0, unit="ms", decimals=3,
+              number_format="g", reference=f"{_GTP_REF}, efficiency table (batch size not stated)",
+              notes=(_HW_NOTE,)),
+    TableSpec("act_ms_b256", "Efficiency: inference time per action within a batch of 256 states (ms)", M.act_ms(256),
+              row_order=_EFF_ROWS, scale=1.0, unit="ms", decimals=3, number_format="g",
+              reference="this suite (the paper reports one inference time)", notes=(_HW_NOTE,)),
+]
+
 _SEQ_TOKEN_ROWS = ("tpo_token", "grpo_token", "dg", "ppo")
 _SEQ_GRID = ("env.matching", "env.reward", "env.logic")
 _DIAG_ROWS = ("tpo", "tpo_1ep", "grpo", "grpo_nokl", "ppo", "dg")

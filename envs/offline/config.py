@@ -23,6 +23,8 @@ class OfflineConfig:
     eval_every:      evaluate after the update of every step with ``step % eval_every == 0`` and after the last
                      step; tables report the LAST evaluation, never the best.
     eval_episodes:   episodes per seed and evaluation (deterministic policy: the actor's mean action).
+    latency_batches: at every evaluation also time the deterministic policy on this many dataset states per
+                     seed, one metric ``time/act_ms_b<B>`` (ms per action) per entry; [] (default): none.
     """
 
     name: str = "offline"
@@ -35,3 +37,4 @@ class OfflineConfig:
     reward_bias: float = 0.0
     eval_every: int = field(default=5000, metadata={"ge": 1})
     eval_episodes: int = field(default=10, metadata={"ge": 1})
+    latency_batches: list[int] = field(default_factory=list, metadata={"ge": 1})

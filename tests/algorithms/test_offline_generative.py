@@ -15,6 +15,7 @@ from algorithms.offline import (DiffusionBCParams, GTPBCParams, GTPParams, Offli
 from algorithms.offline import generative as G
 from algorithms.offline.diffusion import ddpm_terms
 from algorithms.offline.flow import flow_matching_terms
+from algorithms.offline import gtp as gtp_mod
 from algorithms.offline.gtp import gtp_terms, gtp_times
 from algorithms.offline.tpo_offline import generative_chain, generative_terms, tpo_offline_noise
 from algorithms.shaping import standardise_scores
@@ -238,6 +239,50 @@ def test_gtp_terms_feed_the_teacher_the_score_approximation_point():
     p_edm = GTPBCParams(preconditioning="none")
     torch.testing.assert_close(gtp_terms(g, teacher, b.observations, b.actions, blocks, p_edm)[1],
                                flow * G.edm_weight(t, 0.5))
+
+
+def test_ode_teacher_point_with_an_oracle_denoiser_lands_on_the_score_approximation_point():
+    """With the denoiser D(x, t) = a (the data point itself, the field the score approximation uses), Euler steps of
+    dx/dt = (x − D)/t follow the straight VE path exactly: the ODE-solved teacher point equals a + u·z."""
+    gen = torch.Generator().manual_seed(12)
+    a, z = rand(gen, N, A), rand(gen, N, A)
+    t = torch.tensor([0.5, 1.0, 3.0, 10.0, 0.01], dtype=D)
+    u = t * torch.tensor([0.9, 0.5, 0.1, 1.0, 0.0], dtype=D)
+    oracle = lambda s, x, tt, tau: a   # noqa: E731 - φ("none") = the raw network = the data point
+    p = GTPBCParams(preconditioning="none", teacher_point="ode", ode_steps=3)
+    x_u = gtp_mod.ode_teacher_point(oracle, rand(gen, N, O), G.ve_noising(a, z, t), t, u, p)
+    torch.testing.assert_close(x_u, a + u[:, None] * z)
+
+
+def test_gtp_ode_teacher_and_shortcut_ablations_change_only_the_consistency_target():
+    gen = torch.Generator().manual_seed(13)
+    b = batch_of(gen, 4)
+    blocks = G.noise_blocks(b, 4, "test")
+    g, teacher = closure_gen(gen), closure_gen(gen)
+    base = GTPBCParams(preconditioning="none", flow_weighting="none")
+    cons0, flow0 = gtp_terms(g, teacher, b.observations, b.actions, blocks, base)
+    variants = {"ode": GTPBCParams(preconditioning="none", flow_weighting="none", teacher_point="ode"),
+                "shortcut": GTPBCParams(preconditioning="none", flow_weighting="none", consistency_target="shortcut")}
+    t, u, tau = gtp_times(blocks[0][:, 0], G.scalar_draw(blocks[1]), G.scalar_draw(blocks[2]), base)
+    kw = dict(t_min=base.t_min, sigma_data=base.sigma_data, preconditioning="none")
+    student = G.gtp_flow_map(g, b.observations, G.ve_noising(b.actions, blocks[3], t), t, tau, **kw)
+    for name, p in variants.items():
+        cons, flow = gtp_terms(g, teacher, b.observations, b.actions, blocks, p)
+        torch.testing.assert_close(flow, flow0)        # the instantaneous flow loss is untouched
+        assert not torch.allclose(cons, cons0), name    # the target moved
+        a_t = G.ve_noising(b.actions, blocks[3], t)
+        if name == "ode":
+            x_u = gtp_mod.ode_teacher_point(teacher, b.observations, a_t, t, u, p)
+            target = G.gtp_flow_map(teacher, b.observations, x_u, u, tau, **kw)
+        else:   # no teacher: two steps of the online map
+            target = G.gtp_flow_map(g, b.observations, G.gtp_flow_map(g, b.observations, a_t, t, u, **kw), u, tau, **kw)
+        torch.testing.assert_close(cons, (student - target).pow(2).mean(-1))
+
+
+@pytest.mark.parametrize("field,value", [("teacher_point", "exact"), ("consistency_target", "none")])
+def test_gtp_ablation_choices_are_checked(field, value):
+    with pytest.raises(ValueError, match=field):
+        GTPBCParams(**{field: value})
 
 
 def test_gtp_sampling_grid():

@@ -67,6 +67,8 @@ def test_published_rows_are_points_of_their_experiments_paper_grid(paper_grids):
             assert any(all(key_text(p.get(k)) == key_text(v) for k, v in want.items()) for p in points), \
                 f"{path.name}: {dict(want)} is not a grid point of {row['experiment']}"
             paper = ("Tarasov et al. 2023, CORL, " if row["experiment"] == "offline_baselines"
+                     else "Feng, Tang, Wang & Chen 2026, Generative Trajectory Policies, arXiv 2510.11499 "
+                     if row["experiment"].startswith("gtp_")
                      else "Kaddour 2026, Target Policy Optimization, arXiv 2604.06159, ")
             assert row["source"].startswith(paper)
 
