@@ -24,6 +24,7 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
 from algorithms import ALGORITHMS
+from bench.models.lm import LMConfig
 from bench.models.mlp import MlpModelConfig
 from bench.models.offline import OfflineMlpConfig
 from envs import ENVS
@@ -165,7 +166,7 @@ class MuonConfig:
 
 
 MODELS: dict[str, type] = {"table": TableModelConfig, "transformer": TransformerModelConfig,
-                           "mlp": MlpModelConfig, "offline_mlp": OfflineMlpConfig}
+                           "mlp": MlpModelConfig, "offline_mlp": OfflineMlpConfig, "lm": LMConfig}
 OPTIMS: dict[str, type] = {"normalised_step": NormalisedStepConfig, "adam": AdamConfig, "muon": MuonConfig}
 LOGGERS: dict[str, type] = {"wandb": WandbLoggerConfig, "none": NoLoggerConfig}
 

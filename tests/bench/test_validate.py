@@ -77,7 +77,7 @@ def _overrides(group: str, option: str) -> list[str]:
         model = {v: k for k, v in ENV_OF_MODEL.items()}.get(option, "table")
         return [f"env={option}", f"model={model}"]
     if group == "model":
-        return [f"model={option}", f"env={ENV_OF_MODEL[option]}"]
+        return [f"model={option}", *([f"env={ENV_OF_MODEL[option]}"] if option in ENV_OF_MODEL else [])]
     if group == "optim":
         return [f"optim={option}", f"env={ENV_OF_OPTIM[option]}"]
     if group == "logger":
