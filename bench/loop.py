@@ -111,6 +111,7 @@ def train(task: Task, loss_fn: LossRunner, optimizer: torch.optim.Optimizer, *, 
     """
     params = task.parameters()
     forward = epoch_loss(task, loss_fn, precision)
+    micro = getattr(task, "micro_batches", None)
     window = LogWindow(len(task.seeds), steps, log_every)
     for step in range(start_step, steps):
         try:
@@ -120,13 +121,12 @@ def train(task: Task, loss_fn: LossRunner, optimizer: torch.optim.Optimizer, *, 
             _raise_if_nonfinite(params, step, exc)
             raise
         for epoch in range(epochs):
-            losses, diags = forward(rollout)
             optimizer.zero_grad(set_to_none=True)
-            losses.sum().backward()
+            losses, diags = accumulate(forward, rollout, micro)
             if epoch == 0:
                 logged[M.LOSS_TOTAL] = losses.detach()
                 logged.update({M.diag(k): v.detach() for k, v in diags.items()})
-                logged[M.GRAD_NORM] = per_seed_grad_norm(params)
+                logged[M.GRAD_NORM] = task.grad_norm() if hasattr(task, "grad_norm") else per_seed_grad_norm(params)
                 logged.update(task.grad_metrics(rollout))
             optimizer.step()
         logged.update(task.after_step(step))
@@ -134,6 +134,29 @@ def train(task: Task, loss_fn: LossRunner, optimizer: torch.optim.Optimizer, *, 
         if on_step_end is not None:
             on_step_end(step)
     return steps
+
+
+def accumulate(forward: Callable[[Any], tuple[Tensor, dict[str, Tensor]]], rollout: Any,
+               micro: Optional[Callable[[Any], list[tuple[Any, float]]]]) -> tuple[Tensor, dict[str, Tensor]]:
+    """Backward of Σ_seeds loss for one epoch; returns the per-seed losses [S] and diagnostics (detached).
+
+    Without ``micro`` (a task's ``micro_batches``), one forward on the whole rollout. With it, gradient
+    accumulation: Σ_m w_m·∇loss(part_m) over the task's parts of the rollout (weights w_m summing to 1), and the
+    reported losses and diagnostics are the same weighted sums — for a loss that averages over the parts' units
+    (groups), exactly the full batch's."""
+    if micro is None:
+        losses, diags = forward(rollout)
+        losses.sum().backward()
+        return losses, diags
+    total: Optional[Tensor] = None
+    acc: dict[str, Tensor] = {}
+    for part, w in micro(rollout):
+        losses, diags = forward(part)
+        (w * losses).sum().backward()
+        total = w * losses.detach() if total is None else total + w * losses.detach()
+        for k, v in diags.items():
+            acc[k] = w * v.detach() if k not in acc else acc[k] + w * v.detach()
+    return total, acc
 
 
 def _raise_if_nonfinite(params: list[Tensor], step: int, cause: BaseException) -> None:

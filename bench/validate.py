@@ -31,7 +31,7 @@ RANGE_KEYS: dict[str, tuple[Any, str]] = {"ge": (operator.ge, ">="), "gt": (oper
 
 #: model option each env family builds its policy with (``bench.families``)
 FAMILY_MODEL: dict[str, str] = {"tabular": "table", "mnist": "mlp", "sequence": "transformer",
-                                "offline": "offline_mlp"}
+                                "offline": "offline_mlp", "rlvr": "lm"}
 
 #: optimizers that only some families can drive (Muon splits parameters by name:
 #: only the sequence family exposes ``named_parameters()``)
@@ -46,6 +46,8 @@ CANDIDATES_BY_ENV: dict[tuple[str, str], tuple[str, ...]] = {
     ("mnist", "group"): ("all", "sampled", "label"),
     ("reversal", "group"): ("sampled", "token"),
     ("reversal", "trajectory"): ("single",),
+    ("rlvr", "group"): ("sampled",),
+    ("rlvr", "trajectory"): ("single",),
 }
 
 #: (env, candidates) → the env field that is K, the group size, for group losses whose
@@ -56,6 +58,7 @@ GROUP_SIZE_FIELD: dict[tuple[str, str], str] = {
     ("reversal", "token"): "k",          # K next-token candidates per prefix
     ("tabular_single", "sampled"): "batch_size",  # one group of the B sampled arms
     ("mnist", "sampled"): "batch_size",  # one group of the B sampled classes
+    ("rlvr", "sampled"): "k",            # K completions per prompt
 }
 MIN_GROUP_SIZE = 2
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from envs.mnist import MnistBanditConfig
 from envs.offline.config import OfflineConfig
 from envs.reversal import ReversalConfig
+from envs.rlvr.config import RLVRConfig
 from envs.tabular import TabularMultiConfig, TabularSingleConfig
 
 
@@ -35,6 +36,9 @@ ENVS: dict[str, EnvSpec] = {
     "offline": EnvSpec("offline", OfflineConfig, "offline",
                        "offline RL on a D4RL-format dataset (real D4RL/Minari files or `bench-data` generated), "
                        "evaluated in gymnasium"),
+    "rlvr": EnvSpec("rlvr", RLVRConfig, "rlvr",
+                    "LLM RLVR: a Hugging Face causal LM on verifiable tasks (reasoning-gym, GSM8K files, built-in "
+                    "arithmetic), K completions per prompt (paper §3.8, App. G)"),
 }
 
 

@@ -33,5 +33,13 @@ def build_offline(settings: Any, seeds: list[int], batch_kind: str) -> Any:
     return build(settings, seeds, batch_kind)
 
 
+def build_rlvr(settings: Any, seeds: list[int], batch_kind: str) -> Any:
+    """The LLM RLVR task (:mod:`bench.families.rlvr`; model must be ``lm``)."""
+    from bench.families.rlvr import build_rlvr as build
+
+    return build(settings, seeds, batch_kind)
+
+
 FAMILIES: dict[str, Callable[..., Any]] = {"tabular": build_tabular, "mnist": mnist.build_mnist,
-                                           "sequence": build_sequence, "offline": build_offline}
+                                           "sequence": build_sequence, "offline": build_offline,
+                                           "rlvr": build_rlvr}

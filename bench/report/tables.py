@@ -270,6 +270,34 @@ TABLES["gtp_efficiency"] = [
               reference="this suite (the paper reports one inference time)", notes=(_HW_NOTE,)),
 ]
 
+# -- LLM RLVR family (bench/families/rlvr.py): TPO paper §3.8, Fig. 9 --
+_RLVR_ROWS = ("tpo", "grpo", "rloo", "dr_grpo", "dro_v")
+_RLVR_REF = "TPO paper §3.8, Fig. 9 (App. G settings)"
+_RLVR_NOTES = (
+    "Held-out accuracy: the mean task score of one greedy completion on the task's held-out problems (the same "
+    "problems at every evaluation); the start is the evaluation before the first RL step (after the shared SFT warm "
+    "start of a random-init model).",
+    "The paper's stated outcomes (Fig. 9): on GSM8K with Qwen3-1.7B, TPO reaches 50 % accuracy about 10 steps before "
+    "GRPO and both end at ≈ 85-87 %; on graph colouring TPO ≈ 0.96 vs GRPO ≈ 0 (Qwen3-1.7B) and ≈ 0.81 "
+    "(R1-Distill-Qwen-1.5B). The built-in arithmetic_small task of the quick scale has no published number.",
+)
+TABLES["llm_rlvr"] = [
+    TableSpec("accuracy_start", "LLM RLVR: held-out accuracy at the start (after SFT)", "eval/accuracy",
+              reduction="at_step", at_step=0, columns=("env.task",), scale=100, unit="%", decimals=1,
+              lower_is_better=False, row_order=_RLVR_ROWS, reference=_RLVR_REF, notes=_RLVR_NOTES[:1]),
+    TableSpec("accuracy_final", "LLM RLVR: held-out accuracy at the end", "eval/accuracy", columns=("env.task",),
+              scale=100, unit="%", decimals=1, lower_is_better=False, row_order=_RLVR_ROWS, reference=_RLVR_REF,
+              notes=_RLVR_NOTES),
+    TableSpec("accuracy_sampled_final", "LLM RLVR: held-out accuracy of one sampled completion at the end",
+              "eval/accuracy_sampled", columns=("env.task",), scale=100, unit="%", decimals=1, lower_is_better=False,
+              row_order=_RLVR_ROWS, reference=_RLVR_REF),
+    TableSpec("train_score_final", "LLM RLVR: train mean score at the last step", M.REWARD, columns=("env.task",),
+              scale=100, unit="%", decimals=1, lower_is_better=False, row_order=_RLVR_ROWS, reference=_RLVR_REF),
+    TableSpec("steps_to_50pct", "LLM RLVR: steps to 50 % held-out accuracy (seed-mean curve)", M.EVAL_ERROR,
+              reduction="steps_to_threshold", threshold=0.5, columns=("env.task",), row_order=_RLVR_ROWS,
+              reference=_RLVR_REF),
+]
+
 _SEQ_TOKEN_ROWS = ("tpo_token", "grpo_token", "dg", "ppo")
 _SEQ_GRID = ("env.matching", "env.reward", "env.logic")
 _DIAG_ROWS = ("tpo", "tpo_1ep", "grpo", "grpo_nokl", "ppo", "dg")

@@ -27,11 +27,12 @@ class SFTSettings:
                         ``wrong_fraction + truncated_fraction <= 1``; the rest are gold.
     weight_decay:       AdamW decoupled weight decay.
 
-    Defaults: measured on the tiny ``model=lm`` (hidden 64, 2 layers) and ``arithmetic_small``
-    (max_operand 9, n_terms 2): held-out greedy accuracy after SFT well inside (0, 1).
+    Defaults: chosen on the tiny ``model=lm`` (hidden 64, 2 layers) and ``arithmetic_small`` (max_operand 9,
+    n_terms 2), where they give a held-out greedy accuracy of about 0.5 (0.3 at temperature 1) after about
+    3 s on one CPU thread; without wrong or truncated demonstrations, 1000 steps reach 1.0.
     """
 
-    steps: int = field(default=150, metadata={"ge": 0})
+    steps: int = field(default=200, metadata={"ge": 0})
     lr: float = field(default=3e-3, metadata={"gt": 0})
     batch_size: int = field(default=32, metadata={"ge": 1})
     wrong_fraction: float = field(default=0.2, metadata={"ge": 0, "le": 1})
@@ -73,12 +74,34 @@ class RLVRConfig:
                ``instruction``, ``extract`` (extractor chain) and ``reward`` (name or {name: weight});
                ``max_operand``/``n_terms``/``eval_fraction`` for ``arithmetic_small``; ``difficulty``
                (reasoning-gym dataset config fields) for the reasoning-gym tasks; ``data_dir`` for ``gsm8k``.
+    sft:       the warm start of a random-init model (:class:`SFTSettings`; skipped for ``model.path``).
+    prompts_per_step: G, prompts per RL step (group methods: G groups of K completions; single-completion
+               methods: G·K prompts with one completion each, the same number of completions per step).
+    k:         K, completions per prompt (TPO paper App. G: 16).
+    max_new_tokens, temperature, top_p: sampling (temperature > 0; greedy is used for evaluation only).
+    micro_batch_groups: groups per forward/backward (gradient accumulation; 0 = all groups at once): memory then
+               grows with micro_batch_groups·K, not G·K.
+    eval_every: held-out evaluation every this many steps (and after the last step).
+    eval_size: held-out problems per evaluation (the same problems every time).
+    eval_sampled: also report the held-out accuracy of one sampled completion per problem.
+    log_kl:    log the KL to the reference policy (the SFT start, or the checkpoint with LoRA adapters off) even
+               when the loss has no KL term (full fine-tuning then keeps one frozen copy of the weights).
     """
 
     name: str = "rlvr"
     task: str = "arithmetic_small"
     settings: dict[str, Any] = field(default_factory=dict)
     sft: SFTSettings = field(default_factory=SFTSettings)
+    prompts_per_step: int = field(default=16, metadata={"ge": 1})
+    k: int = field(default=16, metadata={"ge": 1})
+    max_new_tokens: int = field(default=8, metadata={"ge": 1})
+    temperature: float = field(default=1.0, metadata={"gt": 0})
+    top_p: float = field(default=1.0, metadata={"gt": 0, "le": 1})
+    micro_batch_groups: int = field(default=0, metadata={"ge": 0})
+    eval_every: int = field(default=10, metadata={"ge": 1})
+    eval_size: int = field(default=200, metadata={"ge": 1})
+    eval_sampled: bool = True
+    log_kl: bool = True
 
 
 def build_task(cfg: RLVRConfig) -> RLVRTask:

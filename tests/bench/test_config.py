@@ -39,13 +39,12 @@ def test_every_algorithm_option_converts(algorithm):
 #: an env that runs with each model / optimizer option (a model or optimizer option alone
 #: is checked against the default env's family, see test_env_selects_its_model_and_optimizer)
 ENV_FOR = {("model", "table"): "tabular_single", ("model", "mlp"): "mnist", ("model", "transformer"): "reversal",
-           ("optim", "muon"): "reversal", ("model", "offline_mlp"): "offline", ("optim", "adam_offline"): "offline"}
+           ("optim", "muon"): "reversal", ("model", "offline_mlp"): "offline", ("optim", "adam_offline"): "offline",
+           ("model", "lm"): "rlvr", ("optim", "adam_rlvr"): "rlvr"}
 #: what else an env needs to convert (the default algorithm, TPO, is on-policy)
 ENV_NEEDS = {"offline": ["algorithm=bc"]}
 #: option file → the ``name`` it sets (an option that is another option's settings)
-OPTION_NAME = {"adam_offline": "adam"}
-#: options that no env of ENVS selects (the LLM model): composed and converted by tests/bench/models/test_lm.py
-NO_ENV = {("model", "lm")}
+OPTION_NAME = {"adam_offline": "adam", "adam_rlvr": "adam"}
 
 
 @pytest.mark.parametrize("group", ["env", "model", "optim", "logger", "launcher", "scale"])
@@ -56,8 +55,6 @@ def test_every_group_option_composes(group):
         if group == "launcher" and option != "basic":
             pytest.importorskip("hydra_plugins.hydra_joblib_launcher" if option == "joblib"
                                 else "hydra_plugins.hydra_submitit_launcher")
-        if (group, option) in NO_ENV:
-            continue
         env = option if group == "env" else ENV_FOR.get((group, option))
         cfg = compose([f"{group}={option}", *([f"env={env}"] if env else []), *ENV_NEEDS.get(env, [])])
         s = to_settings(cfg)

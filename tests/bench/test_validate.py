@@ -27,7 +27,8 @@ EXEMPT = {
 #: an option of each group per schema, and an env that runs with it (ranges are checked before cross-field rules,
 #: the env only keeps composition close to a real run)
 ALGORITHM_OPTION = {loss: loss for loss in ALGORITHMS}
-ENV_OF_MODEL = {"table": "tabular_single", "mlp": "mnist", "transformer": "reversal", "offline_mlp": "offline"}
+ENV_OF_MODEL = {"table": "tabular_single", "mlp": "mnist", "transformer": "reversal", "offline_mlp": "offline",
+                "lm": "rlvr"}
 ENV_OF_OPTIM = {"muon": "reversal", "adam": "mnist", "normalised_step": "tabular_single"}
 
 
@@ -77,7 +78,7 @@ def _overrides(group: str, option: str) -> list[str]:
         model = {v: k for k, v in ENV_OF_MODEL.items()}.get(option, "table")
         return [f"env={option}", f"model={model}"]
     if group == "model":
-        return [f"model={option}", *([f"env={ENV_OF_MODEL[option]}"] if option in ENV_OF_MODEL else [])]
+        return [f"model={option}", f"env={ENV_OF_MODEL[option]}"]
     if group == "optim":
         return [f"optim={option}", f"env={ENV_OF_OPTIM[option]}"]
     if group == "logger":
