@@ -12,7 +12,7 @@ export OMP_NUM_THREADS ?= 1
 $(BIN)/bench: pyproject.toml .ci/constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet -c .ci/constraints.txt torch==2.13.0
-	$(BIN)/pip install --quiet -c .ci/constraints.txt -e ".[dev,cluster,mnist,offline,llm]"
+	$(BIN)/pip install --quiet -c .ci/constraints.txt -e ".[dev,cluster,mnist,offline,llm,trl]"
 	touch $@
 
 install: $(BIN)/bench

@@ -24,6 +24,23 @@ EVAL_SCORE = "eval/normalised_score" # D4RL normalised score 100·(R − R_rando
 STEP_TIME = "time/step_s"            # wall seconds per step (mean over the log window)
 ACT_MS = "time/act_ms_b"             # + batch size: offline policy inference, ms per action (env.latency_batches)
 
+# refinement family (bench/families/refine.py; envs/refine/tabular.py): exact evaluations of the deployed gate
+REFINE_GOLD_VALUE = "eval/gold_value"             # J = E[R*(S, A_final)] under the gate
+REFINE_LIFT = "eval/lift"                         # J − E[R*(S, A₁)]
+REFINE_BEST_RESPONSE_LIFT = "eval/best_response_lift"  # E_s[max_b R*(s, b)] − E[R*(S, A₁)]: the closed-form ceiling
+REFINE_WIN = "eval/win_rate"                      # P(R*(A₂) > R*(A₁)), refiner proposal un-gated
+REFINE_TIE = "eval/tie_rate"                      # P(R*(A₂) = R*(A₁)) (copies included)
+REFINE_LOSS = "eval/loss_rate"                    # P(R*(A₂) < R*(A₁))
+REFINE_HARM = "eval/harm_rate"                    # P(A_final ≠ A₁ ∧ R*(A_final) < R*(A₁))
+REFINE_ACCEPT = "eval/acceptance_rate"            # P(A_final ≠ A₁)
+REFINE_PROXY_LIFT = "eval/proxy_lift"             # E[R_φ(A₂) − R_φ(A₁)], proposal un-gated
+REFINE_GOLD_REFINE_LIFT = "eval/gold_refine_lift" # E[R*(A₂) − R*(A₁)], proposal un-gated
+REFINE_GAP = "eval/proxy_gold_gap"                # proxy_lift − gold_refine_lift (over-optimisation of R_φ)
+REFINE_KL_REF = "eval/kl_ref"                     # E_x[KL(π_θ(·|x) ‖ π_ref(·|x))], nats
+REFINE_COPY = "eval/copy_rate"                    # P(A₂ = A₁)
+REFINE_RM_ACCURACY = "eval/rm_accuracy"           # R_φ's pairwise accuracy on unlimited held-out pairs
+REFINE_LIFT_PER_ANNOTATION = "eval/lift_per_annotation"  # lift / annotation budget
+
 
 def act_ms(batch: int) -> str:
     """Metric name of the offline policy's inference time at ``batch`` states per call: ``time/act_ms_b<batch>``."""

@@ -33,8 +33,11 @@ os.environ.setdefault("WANDB_MODE", "disabled")
 class Workload:
     """name; overrides for ``bench``; what is timed: ``step`` (seconds per step
     over ``steps`` steps), ``experiment`` (seconds for the whole run of every
-    algorithm in ``algorithms``) or ``eval`` (seconds per evaluation episode of an
-    offline task: one evaluation of every seed's episodes, divided by their number)."""
+    algorithm in ``algorithms``), ``eval`` (seconds per evaluation episode of an
+    offline task: one evaluation of every seed's episodes, divided by their number)
+    ``act`` (seconds per action of an offline policy's deterministic inference on
+    ``steps`` dataset states per call: ``OfflineTask.act_latency``) or ``trl`` (seconds
+    per step of TRL's GRPOTrainer on the RLVR quick setting: :mod:`bench.perf_trl`)."""
 
     name: str
     overrides: tuple[str, ...]
@@ -54,6 +57,13 @@ T1 = ("env.vocab=2", "env.horizon=10")          # Table 1 setting: V=2, H=10, ba
 T1_H7 = ("env.vocab=2", "env.horizon=7")
 OFFLINE = ("experiment=offline_baselines", "scale=paper", "env.dataset=pendulum-medium-replay-gen",
            "env.eval_every=1000000")   # paper networks (256-256), batch 256; data from `bench-data quick`
+
+GENERATIVE = (*OFFLINE, "model.generator_hidden=[256,256,256]")   # the Diffusion-QL / GTP backbone
+GENERATIVE_ALGOS = ("ddpm_bc", "diffusion_ql", "consistency_bc", "consistency_ac", "flow_bc", "fql", "gtp_bc", "gtp",
+                    "gtp_k2", "tpo_offline")
+RLVR = ("experiment=llm_rlvr", "scale=quick", "env.task=arithmetic_small", "run.seeds=1", "env.eval_every=1000000")
+LLAMA_04B = ("model.hidden=896", "model.layers=24", "model.heads=14", "model.intermediate=4864", "env.sft.steps=0",
+             "env.log_kl=false")   # Qwen2.5-0.5B's backbone shape with a character vocabulary: ~0.39B parameters
 
 WORKLOADS: tuple[Workload, ...] = (
     Workload("tabular_single paper (4 algos x 100 seeds x 150 steps)", ("experiment=tabular_single", "scale=paper"),
@@ -75,6 +85,22 @@ WORKLOADS: tuple[Workload, ...] = (
       for a in ("bc", "td3_bc", "iql") for s in (1, 5)),
     Workload("offline evaluation (Pendulum-v1, 5 seeds x 10 episodes)", (*OFFLINE, "algorithm=td3_bc", "run.seeds=5"),
              kind="eval"),
+    # generative policies (GTP paper's efficiency table: 3x256 generator, batch 256): training step and inference
+    *(Workload(f"offline {a} step (256 nets, B=256, 1 seed)", (*GENERATIVE, f"algorithm={a}"), steps=20)
+      for a in GENERATIVE_ALGOS),
+    *(Workload(f"offline {a} inference (batch {b})", (*GENERATIVE, f"algorithm={a}"), steps=b, kind="act")
+      for a in GENERATIVE_ALGOS for b in (1, 256)),
+    # LLM RLVR (env=rlvr): one step = sampling G x K completions + the loss's epochs; the quick experiment's model
+    # and a ~0.4B-parameter Llama built from a config (random weights, character vocabulary; no SFT)
+    *(Workload(f"rlvr {a} step (tiny LM, G=16 x K=16, 1 seed)", (*RLVR, f"algorithm={a}"), steps=3)
+      for a in ("tpo", "grpo")),
+    # the same GRPO step, one epoch, beside TRL's GRPOTrainer on the same model, batch and K (bench/perf_trl.py)
+    Workload("rlvr grpo step, 1 epoch (tiny LM, G=16 x K=16, 1 seed)", (*RLVR, "algorithm=grpo", "algorithm.epochs=1"),
+             steps=3),
+    Workload("TRL GRPOTrainer step (tiny LM, G=16 x K=16; needs the trl extra)", (), steps=3, kind="trl"),
+    Workload("rlvr tpo step (0.4B Llama, G=2 x K=4, 8 new tokens, 1 seed)",
+             (*RLVR, "algorithm=tpo", *LLAMA_04B, "env.prompts_per_step=2", "env.k=4", "env.max_new_tokens=8"),
+             steps=1),
 )
 
 
@@ -142,6 +168,19 @@ def _time_eval(overrides: list[str]) -> float:
     return (time.perf_counter() - t0) / (len(b.task.seeds) * settings.env.eval_episodes)
 
 
+def _time_act(overrides: list[str], batch: int) -> float:
+    """Seconds per action of an offline policy's deterministic inference on ``batch`` states per call."""
+    _, b = _build(overrides)
+    return b.task.act_latency(batch) / 1000.0
+
+
+def _time_trl(overrides: list[str], steps: int) -> float:
+    """Seconds per step of TRL's GRPOTrainer (:func:`bench.perf_trl.time_trl_grpo_step`)."""
+    from bench.perf_trl import time_trl_grpo_step
+
+    return time_trl_grpo_step(overrides, steps)
+
+
 def _sync(device: str) -> None:
     if device.startswith("cuda"):
         import torch
@@ -152,7 +191,7 @@ def measure(w: Workload, repeats: int, device: str, extra: tuple[str, ...] = ())
     """Time one workload ``repeats`` times (skipped, with the reason, if it cannot be built)."""
     import torch
 
-    unit = {"experiment": "s/run", "eval": "s/episode"}.get(w.kind, "s/step")
+    unit = {"experiment": "s/run", "eval": "s/episode", "act": "s/action"}.get(w.kind, "s/step")
     overrides = [*w.overrides, f"run.device={device}", *extra]
     res = Result(w.name, unit)
     try:
@@ -160,7 +199,9 @@ def measure(w: Workload, repeats: int, device: str, extra: tuple[str, ...] = ())
             if device.startswith("cuda"):
                 torch.cuda.reset_peak_memory_stats()
             t = (_time_experiment(overrides, w.algorithms) if w.kind == "experiment"
-                 else _time_eval(overrides) if w.kind == "eval" else _time_steps(overrides, w.steps))
+                 else _time_eval(overrides) if w.kind == "eval"
+                 else _time_act(overrides, w.steps) if w.kind == "act"
+                 else _time_trl(overrides, w.steps) if w.kind == "trl" else _time_steps(overrides, w.steps))
             res.samples.append(t)
     except Exception as exc:  # noqa: BLE001 - a workload whose family is absent is reported, not fatal
         res.skipped = f"{type(exc).__name__}: {str(exc).splitlines()[0][:120]}"

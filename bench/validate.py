@@ -31,7 +31,7 @@ RANGE_KEYS: dict[str, tuple[Any, str]] = {"ge": (operator.ge, ">="), "gt": (oper
 
 #: model option each env family builds its policy with (``bench.families``)
 FAMILY_MODEL: dict[str, str] = {"tabular": "table", "mnist": "mlp", "sequence": "transformer",
-                                "offline": "offline_mlp", "rlvr": "lm"}
+                                "offline": "offline_mlp", "rlvr": "lm", "refine": "table"}
 
 #: optimizers that only some families can drive (Muon splits parameters by name:
 #: only the sequence family exposes ``named_parameters()``)
@@ -48,6 +48,8 @@ CANDIDATES_BY_ENV: dict[tuple[str, str], tuple[str, ...]] = {
     ("reversal", "trajectory"): ("single",),
     ("rlvr", "group"): ("sampled",),
     ("rlvr", "trajectory"): ("single",),
+    ("refine_tabular", "group"): ("sampled", "all"),       # K rewrites per sampled state, or every refinement (exact)
+    ("refine_tabular", "trajectory"): ("single", "all"),   # one rewrite per sampled state, or every (x, a2) (exact)
 }
 
 #: (env, candidates) → the env field that is K, the group size, for group losses whose
@@ -59,6 +61,7 @@ GROUP_SIZE_FIELD: dict[tuple[str, str], str] = {
     ("tabular_single", "sampled"): "batch_size",  # one group of the B sampled arms
     ("mnist", "sampled"): "batch_size",  # one group of the B sampled classes
     ("rlvr", "sampled"): "k",            # K completions per prompt
+    ("refine_tabular", "sampled"): "k",  # K rewrites per refiner state (S, A1)
 }
 MIN_GROUP_SIZE = 2
 

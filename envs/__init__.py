@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from envs.mnist import MnistBanditConfig
 from envs.offline.config import OfflineConfig
+from envs.refine.config import RefineTabularConfig
 from envs.reversal import ReversalConfig
 from envs.rlvr.config import RLVRConfig
 from envs.tabular import TabularMultiConfig, TabularSingleConfig
@@ -39,6 +40,10 @@ ENVS: dict[str, EnvSpec] = {
     "rlvr": EnvSpec("rlvr", RLVRConfig, "rlvr",
                     "LLM RLVR: a Hugging Face causal LM on verifiable tasks (reasoning-gym, GSM8K files, built-in "
                     "arithmetic), K completions per prompt (paper §3.8, App. G)"),
+    "refine_tabular": EnvSpec("refine_tabular", RefineTabularConfig, "refine",
+                              "refinement, tabular: frozen base pi0(A1|S), refiner table pi(A2|S,A1) trained on a "
+                              "reward model fitted to simulated BT/PL annotations, R_phi-gated deployment, exact "
+                              "gold metrics"),
 }
 
 

@@ -40,6 +40,13 @@ def build_rlvr(settings: Any, seeds: list[int], batch_kind: str) -> Any:
     return build(settings, seeds, batch_kind)
 
 
+def build_refine(settings: Any, seeds: list[int], batch_kind: str) -> Any:
+    """The tabular refinement task (:mod:`bench.families.refine`; model must be ``table``)."""
+    from bench.families.refine import build_refine as build
+
+    return build(settings, seeds, batch_kind)
+
+
 FAMILIES: dict[str, Callable[..., Any]] = {"tabular": build_tabular, "mnist": mnist.build_mnist,
                                            "sequence": build_sequence, "offline": build_offline,
-                                           "rlvr": build_rlvr}
+                                           "rlvr": build_rlvr, "refine": build_refine}

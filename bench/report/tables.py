@@ -236,7 +236,7 @@ def _offline_scores(experiment: str, title: str, rows: tuple[str, ...], referenc
                       reference="raw env return", notes=_OFFLINE_NOTES[1:])]
 
 
-_STEP_MS = dict(metric=M.STEP_TIME, reduction="mean_over_steps", scale=1000.0, unit="ms", decimals=2,
+_STEP_MS = dict(metric=M.STEP_TIME, reduction="mean_over_steps", scale=1000.0, unit="ms", decimals=3,
                 number_format="g")
 _HW_NOTE = ("Times are this machine's (see the run provenance); the paper's are an RTX 4090's (hours for 2M steps "
             "divided by 2M): compare the methods' ordering and ratios, not the absolute numbers.")
@@ -364,6 +364,36 @@ TABLES.update({
             ("a_fail", "GRPO mean advantage on failed candidates", M.diag("a_fail"), True))
     ],
 })
+
+
+# -- refinement family, tabular scale (bench/families/refine.py; envs/refine): exact metrics of the deployed gate --
+_REFINE = dict(columns=("env.annotations", "env.gate_T"),
+               row_order=("tpo", "grpo", "pg", "ppo", "reinforce_lb", "dro_v", "kto"),
+               reference="refinement family (patent application US 2025/0265471 A1 setting); no published numbers")
+_REFINE_NOTES = (
+    "Exact expectations over every context, base action A1 and refinement (no sampling error within a seed); the "
+    "gate sees only R_phi, fitted once per seed on `env.annotations` simulated Bradley-Terry pairs; R* is never "
+    "seen by training. The ceiling of the lift, E_s[max_b R*(s, b)] - E[R*(S, A1)], is eval/best_response_lift "
+    "in the records.",
+    "Over-optimisation: curves_eval_proxy_gold_gap.png and curves_eval_kl_ref.png plot the gap and KL(pi_theta || "
+    "pi_ref) over training steps (seed mean +- s.e.), one panel per budget x T.",
+)
+TABLES["refine_tabular"] = [
+    TableSpec("lift", "Refinement (tabular): gold lift J - E[R*(S, A1)] of the deployed output at the last step",
+              M.REFINE_LIFT, decimals=3, lower_is_better=False, notes=_REFINE_NOTES, **_REFINE),
+    TableSpec("harm_rate", "Refinement (tabular): harm rate P(deployed refinement is gold-worse than A1), %",
+              M.REFINE_HARM, scale=100, unit="%", decimals=1, **_REFINE),
+    TableSpec("proxy_gold_gap", "Refinement (tabular): proxy-gold gap E[R_phi(A2) - R_phi(A1)] - E[R*(A2) - R*(A1)] "
+              "of the refiner's proposals (over-optimisation of R_phi) at the last step", M.REFINE_GAP, decimals=3,
+              **_REFINE),
+    TableSpec("kl_ref", "Refinement (tabular): KL(pi_theta || pi_ref) to the initial refiner (nats) at the last step",
+              M.REFINE_KL_REF, decimals=3, **_REFINE),
+    TableSpec("acceptance_rate", "Refinement (tabular): acceptance rate P(deployed output != A1), %",
+              M.REFINE_ACCEPT, scale=100, unit="%", decimals=1, lower_is_better=False, **_REFINE),
+    TableSpec("rm_accuracy", "Refinement (tabular): R_phi pairwise accuracy on unlimited held-out pairs, % (fitted "
+              "before RL: the same for every method of a seed)", M.REFINE_RM_ACCURACY, scale=100, unit="%",
+              decimals=1, lower_is_better=False, **_REFINE),
+]
 
 
 def generic_specs(tidy: pd.DataFrame, runs: Optional[pd.DataFrame] = None) -> list[TableSpec]:
