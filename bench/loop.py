@@ -85,6 +85,10 @@ class LogWindow:
         self.n_seeds, self.steps, self.log_every = n_seeds, steps, log_every
         self.t_window, self.since = time.perf_counter(), 0
 
+    def exclude(self, seconds: float) -> None:
+        """Leave ``seconds`` (e.g. an evaluation) out of the current window's ``time/step_s``."""
+        self.t_window += seconds
+
     def end_step(self, step: int, logged: Metrics, on_log: Callable[[int, Metrics], None]) -> None:
         self.since += 1
         if self.since == self.log_every or step == self.steps - 1 or any(k.startswith(M.EVAL) for k in logged):

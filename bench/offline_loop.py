@@ -16,6 +16,8 @@ parameter without a gradient, state included, so this equals one optimizer per n
 """
 from __future__ import annotations
 
+import time
+
 from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
@@ -59,7 +61,7 @@ def train(task: Any, loss_fn: OfflineLossRunner, optimizer: torch.optim.Optimize
     """Run gradient steps ``start_step … steps − 1`` (the signature of :func:`bench.loop.train`; ``epochs``
     and ``precision`` are unused: one update per phase and step, float32). Logs ``loss/<network>``,
     ``diag/<name>`` and ``diag/grad_norm_<network>`` of each phase (the latest values of a delayed phase),
-    the task's evaluation metrics, and ``time/step_s``. Raises :class:`bench.loop.NonFinite` after logging
+    the task's evaluation metrics, and ``time/step_s`` (training only: the evaluations' time is excluded). Raises :class:`bench.loop.NonFinite` after logging
     a step whose loss or metric is not finite."""
     tau = float(getattr(loss_fn.params, "tau", 0.0))
     latest: Metrics = {}
@@ -80,7 +82,9 @@ def train(task: Any, loss_fn: OfflineLossRunner, optimizer: torch.optim.Optimize
             for name in task.targets:
                 task.update_target(name, tau)
         logged = dict(latest)
+        t_eval = time.perf_counter()
         logged.update(task.after_step(step))
+        window.exclude(time.perf_counter() - t_eval)   # time/step_s is training time: evaluations are not in it
         window.end_step(step, logged, on_log)
         if on_step_end is not None:
             on_step_end(step)
