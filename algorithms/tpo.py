@@ -14,7 +14,8 @@ from torch import Tensor
 
 from . import ops
 from .aggregate import aggregate, weighted_mean
-from .batch import GroupBatch
+from .batch import GroupBatch, require_field
+from .kl import kl_k3
 from .shaping import (ZERO_VAR_RTOL, check_zero_var_rtol, standardise_scores, success_fail_means,
                       zero_variance_groups)
 
@@ -27,12 +28,15 @@ class TPOParams:
     scores span ≤ zero_var_rtol·max|s| gets u = 0 exactly (shaping.py module
     doc); None reproduces the reference implementation of the TPO paper, which
     has no such test (u = c/sd if sd > 1e-6 else c, so equal fp32 scores keep
-    their mean residue, u = c of the order of one ulp; docs/paper-map.md §7)."""
+    their mean residue, u = c of the order of one ulp; docs/paper-map.md §7);
+    kl_beta: β of an optional k3 KL penalty to the fixed reference policy (batch.logp_ref; 0 = none, the TPO
+    paper's default; its LLM runs on GSM8K use 1e-3 with LoRA, §3.8 / App. G)."""
 
     eta: float = field(default=1.0, metadata={"gt": 0})
     anchor: bool = True
     std_eps: float = field(default=1e-6, metadata={"ge": 0})
     zero_var_rtol: Optional[float] = field(default=ZERO_VAR_RTOL, metadata={"ge": 0})
+    kl_beta: float = field(default=0.0, metadata={"ge": 0})
 
     def __post_init__(self) -> None:
         if not self.eta > 0:
@@ -117,6 +121,12 @@ def tpo_loss(batch: GroupBatch, params: TPOParams) -> tuple[Tensor, dict[str, Te
     step = torch.where(live, ell - ell.detach(), torch.zeros_like(ell))   # value 0, ∂/∂ℓ = 1 on live candidates
     x = -(q * logp_group.detach()) + (p - q) * step
     loss = aggregate(x[..., None], torch.ones_like(x)[..., None], "group_sum", weights=live.to(x.dtype))
+    kl = None
+    if params.kl_beta > 0:   # + β·KL(π‖π_ref), k3 per token, token mean over live candidates (as GRPO's penalty)
+        require_field(batch, "logp_ref", "TPO with kl_beta > 0")
+        mask = batch.token_mask()
+        kl = aggregate(kl_k3(batch.logp, batch.logp_ref), mask, "token_mean", weights=live.to(x.dtype))
+        loss = loss + params.kl_beta * kl
     with torch.no_grad():
         rtol, live_w = params.zero_var_rtol, _live_weights(batch)
         q_s, q_f = success_fail_means(q, batch.scores, params.std_eps, rtol)
@@ -128,6 +138,8 @@ def tpo_loss(batch: GroupBatch, params: TPOParams) -> tuple[Tensor, dict[str, Te
             "zero_var_frac": weighted_mean(
                 zero_variance_groups(batch.scores, params.std_eps, live_w, rtol).to(x.dtype)),
         }
+        if kl is not None:
+            diags["kl_penalty"] = kl
     return loss, {k: v.detach() for k, v in diags.items()}
 
 

@@ -340,7 +340,7 @@ def _reference_kind(loss: str, params: Any) -> Optional[str]:
         return params.reference
     if loss == "kto":
         return "snapshot"
-    if getattr(params, "kl_to", None) == "reference":
+    if getattr(params, "kl_to", None) == "reference" or (loss == "tpo" and getattr(params, "kl_beta", 0.0) > 0):
         return "initial"
     return None
 

@@ -125,3 +125,22 @@ def test_params_validate():
         TPOParams(eta=0.0)
     with pytest.raises(ValueError, match="eta"):
         GroupPGParams(eta=-1.0)
+
+
+def test_kl_penalty_to_the_reference_adds_beta_times_the_token_mean_k3():
+    g = torch.Generator().manual_seed(5)
+    G, K, T = 3, 4, 6
+    logp = (-torch.rand(G, K, T, generator=g, dtype=torch.float64) * 2).requires_grad_()
+    ref = -torch.rand(G, K, T, generator=g, dtype=torch.float64) * 2
+    mask = (torch.rand(G, K, T, generator=g) > 0.3).to(torch.float64)
+    mask[..., 0] = 1.0
+    scores = torch.rand(G, K, generator=g, dtype=torch.float64)
+    batch = GroupBatch(logp=logp, logp_old=logp.detach(), scores=scores, mask=mask, logp_ref=ref)
+    base, _ = tpo_loss(batch, TPOParams())
+    with_kl, diags = tpo_loss(batch, TPOParams(kl_beta=0.5))
+    d = ref - logp.detach()
+    k3 = ((torch.exp(d) - d - 1) * mask).sum() / mask.sum()
+    torch.testing.assert_close(with_kl - base, 0.5 * k3)
+    torch.testing.assert_close(diags["kl_penalty"], k3)
+    with pytest.raises(ValueError, match="logp_ref"):
+        tpo_loss(GroupBatch(logp=logp, logp_old=logp.detach(), scores=scores, mask=mask), TPOParams(kl_beta=0.1))
