@@ -216,7 +216,8 @@ class RLVRTask:
             ref = torch.stack([reference_logprobs(m, r, x, a, ro.completion_mask[i])
                                for i, (m, r, x, a) in enumerate(zip(self.models, self.references, ro.input_ids,
                                                                     ro.attention_mask))])
-            logged[M.diag("kl_ref")] = _per_seed_token_mean(ro.logp_old - ref, ro.completion_mask)
+            x = ro.logp_old - ref   # k3 = exp(−x) + x − 1 ≥ 0 per sampled token (Schulman's estimator of KL(π‖π_ref))
+            logged[M.diag("kl_ref")] = _per_seed_token_mean(torch.exp(-x) + x - 1.0, ro.completion_mask)
             if self.reference_kind == "initial":
                 ro.logp_ref = ref
         if self.reference_kind == "snapshot":

@@ -125,9 +125,14 @@ def wide_table(table: Table) -> pd.DataFrame:
         names = [label]
         if with_paper:
             entry[f"{label} paper"] = format_published(spec, row)
-            entry[f"{label} verdict"] = row["verdict"]
-            names += [f"{label} paper", f"{label} verdict"]
+            names.append(f"{label} paper")
+            if spec.verdicts:
+                entry[f"{label} verdict"] = row["verdict"]
+                names.append(f"{label} verdict")
         headers += [h for h in names if h not in headers]
+    # a setting with no published number anywhere (e.g. a generated dataset) gets no paper/verdict columns
+    empty = {h for h in headers if h.endswith((" paper", " verdict")) and not any(v.get(h) for v in rows.values())}
+    headers = [h for h in headers if h not in empty]
     first = _first_header(spec)
     labels = [_short(c) for c in spec.row_labels]
     frame = pd.DataFrame([{first: name, **{h: v.get(h, "") for h in [*labels, *headers]}} for name, v in rows.items()],
@@ -315,6 +320,8 @@ def _verdict_note(spec: TableSpec) -> str:
         rule = (f"✓ = {ours} within max(2·s.e., {spec.tolerance:g}{spec.unit}) of the paper; better/worse otherwise")
     bound = f"; paper {NEVER} = > {spec.never_above:g}{spec.unit}" if spec.never_above is not None else \
         f"; paper {NEVER} = never reached"
+    if not spec.verdicts:
+        return f"Paper: {ref}`results/published/{spec.published}` (shown beside ours, no verdict)."
     return f"Paper: {ref}`results/published/{spec.published}`. {rule}{bound}."
 
 

@@ -367,6 +367,14 @@ def _not_found_message(dataset_id: str, path: Path) -> str:
         return (f"Minari dataset {dataset_id!r} not found: no {path / minari_format.MAIN_FILE}; download it with "
                 f"`minari download {dataset_id}`, copy ~/.minari/datasets/{dataset_id} to {path} {_WHERE}")
     if is_generated_id(dataset_id):
+        from envs.offline.generate.specs import DATASETS
+
+        if dataset_id not in DATASETS:   # a file of that name may exist elsewhere, but the generator cannot make it
+            import difflib
+            close = difflib.get_close_matches(dataset_id, list(DATASETS), n=1)
+            hint = f"did you mean {close[0]}? " if close else ""
+            return (f"unknown generated dataset {dataset_id!r} (no file {path}); {hint}the generator makes: "
+                    f"{', '.join(DATASETS)} (`bench-data list`)")
         return (f"dataset {dataset_id!r} not found: no file {path} (expected file name {path.name}); generate it "
                 f"with `bench-data generate {dataset_id}` {_WHERE}")
     if is_d4rl_id(dataset_id):

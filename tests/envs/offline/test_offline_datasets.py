@@ -82,6 +82,13 @@ def test_missing_generated_file(tmp_path):
     assert_one_line(info, tmp_path / f"{GEN}.hdf5", f"`bench-data generate {GEN}`")
 
 
+def test_misspelled_generated_id_suggests_the_closest_one_not_a_generate_command(tmp_path):
+    with pytest.raises(DatasetNotFound) as info:
+        load_dataset("pendulum-mediun-gen", tmp_path)
+    assert_one_line(info, tmp_path / "pendulum-mediun-gen.hdf5", "did you mean pendulum-medium-gen?")
+    assert "bench-data generate pendulum-mediun-gen" not in str(info.value)
+
+
 def test_missing_minari_directory(tmp_path):
     with pytest.raises(DatasetNotFound) as info:
         load_dataset("mujoco/hopper/medium-v0", tmp_path)
