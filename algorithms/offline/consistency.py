@@ -35,7 +35,7 @@ from ..batch import TransitionBatch
 from .critic import check_ranges, require_net
 from .critic import critic_td_loss
 from .generative import (GeneratorFn, consistency_fn, consistency_sample, karras_time,
-                         noise_blocks, normalised_q_term, per_sample_sq, sampler_noise, scalar_draw, ve_noising)
+                         noise_blocks, per_sample_sq, q_regularised, sampler_noise, scalar_draw, ve_noising)
 from .nets import OfflineNets
 
 
@@ -144,10 +144,8 @@ def consistency_ac_generator_loss(batch: TransitionBatch, nets: OfflineNets,
     blocks = noise_blocks(batch, consistency_ac_noise(params), "consistency_ac_generator_loss")
     ct = _ct_loss(batch, nets, params, blocks, "consistency_ac_generator_loss")
     a = consistency_chain(gen, batch.observations, blocks[2:2 + params.sample_steps], params)
-    q = critic(batch.observations, a)
-    q_term = normalised_q_term(q)
-    loss = ct - params.eta * q_term
-    return loss, {"consistency_loss": ct.detach(), "q_term": q_term.detach(), "q_pi_mean": q.detach().mean()}
+    loss, diags = q_regularised(ct, critic(batch.observations, a), params.eta)
+    return loss, {"consistency_loss": ct.detach(), **diags}
 
 
 def consistency_sample_actions(nets: OfflineNets, obs: Tensor, z: Tensor,

@@ -37,7 +37,7 @@ from ..batch import TransitionBatch
 from .critic import check_ranges, require_net
 from .critic import critic_td_loss
 from .generative import (GeneratorFn, ddpm_index, ddpm_noising, ddpm_sample,
-                         noise_blocks, normalised_q_term, per_sample_sq, sampler_noise, scalar_draw,
+                         noise_blocks, per_sample_sq, q_regularised, sampler_noise, scalar_draw,
                          vp_alpha_bar)
 from .nets import OfflineNets
 
@@ -137,10 +137,8 @@ def diffusion_ql_generator_loss(batch: TransitionBatch, nets: OfflineNets,
     T = params.n_timesteps
     bc = ddpm_terms(gen, batch.observations, batch.actions, scalar_draw(blocks[0]), blocks[1], params).mean()
     a0 = ddpm_chain(gen, batch.observations, blocks[2:2 + T], params)
-    q = critic(batch.observations, a0)
-    q_term = normalised_q_term(q)
-    loss = bc - params.eta * q_term
-    return loss, {"bc_loss": bc.detach(), "q_term": q_term.detach(), "q_pi_mean": q.detach().mean()}
+    loss, diags = q_regularised(bc, critic(batch.observations, a0), params.eta)
+    return loss, {"bc_loss": bc.detach(), **diags}
 
 
 def diffusion_sample_actions(nets: OfflineNets, obs: Tensor, z: Tensor, params: DiffusionBCParams) -> Tensor:

@@ -325,6 +325,13 @@ def normalised_q_term(q: Tensor) -> Tensor:
     return 0.5 * (q1.mean() / q2.abs().mean().detach() + q2.mean() / q1.abs().mean().detach())
 
 
+def q_regularised(generative_loss: Tensor, q: Tensor, eta: float) -> tuple[Tensor, dict[str, Tensor]]:
+    """The Diffusion-QL-style actor loss L = L_gen − η·:func:`normalised_q_term` (q [2, N] at the policy's own
+    actions, with gradient through them) and its diagnostics q_term, q_pi_mean (Diffusion-QL; Consistency-AC)."""
+    q_term = normalised_q_term(q)
+    return generative_loss - eta * q_term, {"q_term": q_term.detach(), "q_pi_mean": q.detach().mean()}
+
+
 def advantage_weights(adv: Tensor, eta: float, eps: float, max_weight: float) -> Tensor:
     """w = min(exp(η·max(0, A)/(std(A) + ε)), max_weight), detached: adv [N] → [N] (the GTP paper's practical
     weight; std over the batch, population form). Negative advantages get weight 1; η = 0 gives w = 1
