@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any, Optional
 
 import torch
@@ -36,7 +36,6 @@ from bench.seeding import stream_seed
 
 ACCURACY = "eval/accuracy"                 # held-out mean score of the greedy completion
 ACCURACY_SAMPLED = "eval/accuracy_sampled"  # held-out accuracy of one sampled completion
-SFT_FORMAT = 1                             # bump when the SFT cache key's meaning changes
 
 
 def n_prompts(env: Any, candidates: str) -> int:
@@ -140,8 +139,8 @@ class RLVRTask:
             except ModelNotFound as exc:
                 raise ConfigError(str(exc)) from None
             if settings.model.path is None and env.sft.steps > 0:
-                parts = {"model": _plain(settings.model), "task": env.task, "settings": _plain(env.settings),
-                         "sft": _plain(env.sft), "seed": s, "format": SFT_FORMAT}
+                # warm_start adds the SFT settings, the seed and its format version to the cache key itself
+                parts = {"model": settings.model, "task": env.task, "settings": env.settings}
                 self.sft.append(warm_start(model, tok, self.task, env.sft, s, parts, None))
             model.zero_grad(set_to_none=True)
             model.train()
@@ -332,22 +331,6 @@ def _mean_score(task: Any, problems: list, texts: list[str]) -> float:
 def _per_seed_token_mean(x: Tensor, mask: Tensor) -> Tensor:
     """Σ mask·x / Σ mask per seed: x, mask [S, N, T] → [S]."""
     return torch.where(mask > 0, x, torch.zeros_like(x)).flatten(1).sum(-1) / mask.flatten(1).sum(-1).clamp_min(1.0)
-
-
-def _plain(x: Any) -> Any:
-    """A config value as plain JSON-able data (dataclasses and OmegaConf containers to dicts/lists)."""
-    import dataclasses
-
-    from omegaconf import DictConfig, ListConfig, OmegaConf
-    if dataclasses.is_dataclass(x):
-        return {f.name: _plain(getattr(x, f.name)) for f in dataclasses.fields(x)}
-    if isinstance(x, (DictConfig, ListConfig)):
-        return OmegaConf.to_container(x, resolve=True)
-    if isinstance(x, dict):
-        return {str(k): _plain(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_plain(v) for v in x]
-    return x
 
 
 def build_rlvr(settings: Any, seeds: list[int], batch_kind: str) -> RLVRTask:
