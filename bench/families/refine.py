@@ -82,12 +82,13 @@ class ExactRollout:
 
 
 def _reference_kind(loss: str, params: Any) -> Optional[str]:
-    """Which policy goes into ``logp_ref``: None, "snapshot" or "reference" (``env.reference``)."""
-    if loss == "dro_v":
-        return "snapshot" if params.reference == "snapshot" else "reference"
-    if loss == "kto" or getattr(params, "kl_to", None) == "reference":
-        return "reference"
-    return None
+    """Which policy goes into ``logp_ref``: None, "snapshot" or "reference" (the reference refiner,
+    ``env.reference``): :func:`bench.families.sequence.reference_kind`, with its fixed policy read as the reference
+    refiner, and KTO's reference point also the reference refiner (its label compares the rewrite with A₁)."""
+    from bench.families.sequence import reference_kind
+
+    kind = "initial" if loss == "kto" else reference_kind(loss, params)
+    return {"snapshot": "snapshot", "initial": "reference"}.get(kind)
 
 
 class RefineTabularTask:

@@ -31,7 +31,7 @@ from torch import Tensor, nn
 
 from algorithms.dro import normalise_scores
 from bench import metrics as M
-from bench.families.sequence import _reference_kind
+from bench.families.sequence import reference_kind
 from bench.seeding import stream_seed
 
 ACCURACY = "eval/accuracy"                 # held-out mean score of the greedy completion
@@ -127,7 +127,7 @@ class RLVRTask:
         self.k, self.n_prompts = completions_per_prompt(env, cand), n_prompts(env, cand)
         self.derived = derived(env, cand)
         params, loss = settings.loss_params, settings.algorithm.loss
-        self.reference_kind = _reference_kind(loss, params)
+        self.reference_kind = reference_kind(loss, params)
         self.normalise_scores = loss in ("dro_v", "kto")
         self.score_params = params if self.normalise_scores else None
         alphabet = self.task.alphabet()

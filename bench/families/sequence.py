@@ -254,7 +254,7 @@ class SequenceTask:
         init = stacked_init(env.vocab, env.horizon, cfg, generators(self.seeds, "init"), device)
         self.policy = {k: v.clone().requires_grad_(True) for k, v in init.items()}
         params, loss = settings.loss_params, settings.algorithm.loss
-        self.reference = _reference_kind(loss, params)
+        self.reference = reference_kind(loss, params)
         self.initial = init if self.reference == "initial" else None
         self.normalise_scores = loss in ("dro_v", "kto")
         self.score_params = params if self.normalise_scores else None   # DRO-V/KTO score normalisation
@@ -334,8 +334,10 @@ class SequenceTask:
         return {}
 
 
-def _reference_kind(loss: str, params: Any) -> Optional[str]:
-    """Which policy goes into ``logp_ref``: None, "snapshot" or "initial"."""
+def reference_kind(loss: str, params: Any) -> Optional[str]:
+    """Which policy a loss's ``logp_ref`` holds: None (not read), "snapshot" (the rollout policy) or "initial"
+    (a fixed reference: the initial / SFT policy) — DRO-V by its ``reference``, KTO the snapshot, GRPO with
+    ``kl_to="reference"`` and TPO with ``kl_beta > 0`` the fixed one. Shared by the on-policy families."""
     if loss == "dro_v":
         return params.reference
     if loss == "kto":
