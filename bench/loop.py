@@ -47,6 +47,9 @@ class Task(Protocol):
         """Metrics measured after the optimizer step (e.g. a held-out evaluation
         every N steps: return ``{}`` on the other steps)."""
 
+    # Optional: ``grad_norm() -> [S]`` for tasks whose tensors carry no seed axis (one model per seed), and
+    # ``micro_batches(rollout) -> [(part, weight)]`` for gradient accumulation (:func:`accumulate`).
+
 
 @dataclass(frozen=True)
 class LossRunner:
