@@ -42,6 +42,7 @@ from torch import Tensor
 
 from algorithms import ops
 from bench import metrics as M
+from bench.families.sequence import needs_value, reference_kind
 from bench.schema import ConfigError
 from bench.seeding import generators
 from envs.refine import tabular as rt
@@ -85,8 +86,6 @@ def _reference_kind(loss: str, params: Any) -> Optional[str]:
     """Which policy goes into ``logp_ref``: None, "snapshot" or "reference" (the reference refiner,
     ``env.reference``): :func:`bench.families.sequence.reference_kind`, with its fixed policy read as the reference
     refiner, and KTO's reference point also the reference refiner (its label compares the rewrite with A₁)."""
-    from bench.families.sequence import reference_kind
-
     kind = "initial" if loss == "kto" else reference_kind(loss, params)
     return {"snapshot": "snapshot", "initial": "reference"}.get(kind)
 
@@ -120,8 +119,7 @@ class RefineTabularTask:
         self.ref_logp = rt.reference_logprobs(cfg, initial)
         self.reference = _reference_kind(algo.loss, params)
         self.value: Optional[Tensor] = None
-        if algo.loss == "dro_v" or getattr(params, "baseline", None) == "learned" or \
-                (algo.loss == "ppo" and getattr(params, "value_coef", 0.0) > 0):
+        if needs_value(algo.loss, params):
             v0 = self.proxy.clone() if cfg.value_init == "reward_model" else torch.zeros_like(self.proxy)
             self.value = v0.requires_grad_(True)
         self.loss = algo.loss

@@ -31,7 +31,7 @@ from torch import Tensor, nn
 
 from algorithms.dro import normalise_scores
 from bench import metrics as M
-from bench.families.sequence import reference_kind
+from bench.families.sequence import needs_value, reference_kind
 from bench.seeding import stream_seed
 
 ACCURACY = "eval/accuracy"                 # held-out mean score of the greedy completion
@@ -149,8 +149,7 @@ class RLVRTask:
             self.models.append(model)
         self.tokenizer = tok
         self.values: list[nn.Module] = []
-        if loss == "dro_v" or getattr(params, "baseline", None) == "learned" or \
-                (loss == "ppo" and getattr(params, "value_coef", 0.0) > 0):
+        if needs_value(loss, params):
             for s in self.seeds:
                 with torch.random.fork_rng(devices=[]):
                     torch.manual_seed(stream_seed(s, "value_init"))

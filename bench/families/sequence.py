@@ -259,8 +259,7 @@ class SequenceTask:
         self.normalise_scores = loss in ("dro_v", "kto")
         self.score_params = params if self.normalise_scores else None   # DRO-V/KTO score normalisation
         self.value: dict[str, Tensor] = {}
-        if loss == "dro_v" or getattr(params, "baseline", None) == "learned" or \
-                (loss == "ppo" and getattr(params, "value_coef", 0.0) > 0):
+        if needs_value(loss, params):
             v0 = value_init(env.horizon * env.vocab, settings.model.value_hidden,
                             generators(self.seeds, "value_init"), device)
             self.value = {k: v.requires_grad_(True) for k, v in v0.items()}
@@ -332,6 +331,13 @@ class SequenceTask:
 
     def after_step(self, step: int) -> dict[str, Tensor]:
         return {}
+
+
+def needs_value(loss: str, params: Any) -> bool:
+    """True when the loss reads a learned value V(x) (``values``): DRO-V, a learned baseline, PPO with a value
+    coefficient. Shared by the on-policy families."""
+    return loss == "dro_v" or getattr(params, "baseline", None) == "learned" or \
+        (loss == "ppo" and getattr(params, "value_coef", 0.0) > 0)
 
 
 def reference_kind(loss: str, params: Any) -> Optional[str]:
