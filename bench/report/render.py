@@ -303,8 +303,8 @@ def table_notes(table: Table) -> list[str]:
         }[spec.cell])
     if (cells.get("missing", pd.Series(dtype=bool)) == True).any():  # noqa: E712 - object column
         notes.append(f"{MISSING} = an expected run of the experiment's grid has no completed record.")
-    if spec.published:
-        notes.append(_verdict_note(spec))
+    if spec.published and (cells["published"].notna().any() or cells["published_never"].any()):
+        notes.append(_verdict_note(spec))   # only when some cell shows a published number
     if (cells["nan_runs"] > 0).any():
         notes.append("NaN (k/n seeds): the run stopped on a non-finite value; k of its n seeds logged one "
                      "(k = n when none was logged).")
