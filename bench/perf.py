@@ -1,6 +1,8 @@
 """``bench-perf``: per-step cost of the standard workloads (figures to quote, not a test).
 
     bench-perf [--only NAME ...] [--repeats 5] [--device cpu|cuda] [--set KEY=VALUE ...] [--out results/perf]
+    bench-perf --reference DIR [--reference-python PYTHON] [--repeats 3] [--only NAME ...]   (side by side with
+                                                                   the JAX reference: bench/perf_reference.py)
 
 Each workload is a composed configuration (the same code path as ``bench``):
 it is built, warmed up, then timed over ``steps`` on-policy steps, ``repeats``
@@ -65,6 +67,11 @@ RLVR = ("experiment=llm_rlvr", "scale=quick", "env.task=arithmetic_small", "run.
 LLAMA_04B = ("model.hidden=896", "model.layers=24", "model.heads=14", "model.intermediate=4864", "env.sft.steps=0",
              "env.log_kl=false")   # Qwen2.5-0.5B's backbone shape with a character vocabulary: ~0.39B parameters
 
+TABLE3_ALGORITHMS = ("tpo", "grpo", "grpo_nokl", "ppo", "dg", "dro_v", "reinforce_lb")   # its sweep's rows
+TABLE3_MATCHING = ("prompt", "interaction")
+TABLE3_HORIZONS = (7, 8, 9, 10)
+TABLE3_STEPS = 2000   # TPO paper §3.6: 2,000 episodes
+
 WORKLOADS: tuple[Workload, ...] = (
     Workload("tabular_single paper (4 algos x 100 seeds x 150 steps)", ("experiment=tabular_single", "scale=paper"),
              kind="experiment", algorithms=("pg", "dg", "tpo", "grpo")),
@@ -101,6 +108,11 @@ WORKLOADS: tuple[Workload, ...] = (
     Workload("rlvr tpo step (0.4B Llama, G=2 x K=4, 8 new tokens, 1 seed)",
              (*RLVR, "algorithm=tpo", *LLAMA_04B, "env.prompts_per_step=2", "env.k=4", "env.max_new_tokens=8"),
              steps=1),
+    # every cell of Table 3 at paper scale (20 seeds) at the two ends of its horizon range: the per-step times from
+    # which `table3_projection` projects the wall time of `bench experiment=table3_terminal scale=paper`
+    *(Workload(f"table3 {a} {m} H={h} (20 seeds)", ("experiment=table3_terminal", "scale=paper", f"algorithm={a}",
+                                                    f"env.matching={m}", f"env.horizon={h}"), steps=3)
+      for a in TABLE3_ALGORITHMS for m in TABLE3_MATCHING for h in (TABLE3_HORIZONS[0], TABLE3_HORIZONS[-1])),
 )
 
 
@@ -142,6 +154,40 @@ def _time_steps(overrides: list[str], steps: int) -> float:
           on_log=lambda *a: None, start_step=1, precision=precision)
     _sync(settings.run.device)
     return (time.perf_counter() - t0) / steps
+
+
+def profile_steps(overrides: list[str], steps: int, device: str) -> str:
+    """A ``torch.profiler`` summary of ``steps`` training steps (after two warm-up steps): operator calls and
+    CUDA kernel launches per step, and the top operators by self time — where a step's time goes when it is
+    bound by per-operation overhead rather than arithmetic."""
+    from torch.profiler import ProfilerActivity, profile
+
+    from bench.precision import configure
+
+    settings, b = _build([*overrides, f"run.device={device}"])
+    precision = configure(settings.run)
+
+    def train(start: int, n: int) -> None:
+        b.train(b.task, b.loss, b.optimizer, steps=start + n, epochs=b.epochs, log_every=10 ** 9,
+                on_log=lambda *a: None, start_step=start, precision=precision)
+
+    train(0, 2)
+    _sync(device)
+    cuda = device.startswith("cuda")
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
+    t0 = time.perf_counter()
+    with profile(activities=activities) as prof:
+        train(2, steps)
+        _sync(device)
+    wall = (time.perf_counter() - t0) / steps
+    events = prof.key_averages()
+    ops = sum(e.count for e in events if e.key.startswith("aten::"))
+    kernels = sum(e.count for e in prof.events() if getattr(e, "device_type", None) is not None
+                  and "CUDA" in str(e.device_type)) if cuda else 0
+    head = (f"{steps} steps, {wall:.4g} s/step under the profiler; {ops / steps:.0f} aten operator calls per step"
+            + (f", {kernels / steps:.0f} CUDA kernels per step" if cuda else ""))
+    sort = "self_cuda_time_total" if cuda else "self_cpu_time_total"
+    return head + "\n\n" + events.table(sort_by=sort, row_limit=25) + "\n"
 
 
 def _time_experiment(overrides: list[str], algorithms: tuple[str, ...]) -> float:
@@ -255,6 +301,32 @@ def render(results: list[Result], env: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def table3_projection(results: list[Result]) -> Optional[str]:
+    """Projected wall time of Table 3 at paper scale (all cells in sequence on the measured device), or None
+    unless every ``table3 …`` workload was measured.
+
+    T = Σ_{algorithm, matching, H ∈ 7..10} 2,000 · t(algorithm, matching, H), with t the measured median
+    seconds per step (20 seeds in one batch) at H = 7 and H = 10 and linear in H between them. Run start-up
+    (composition, model build) and the per-``log_every`` logging are not included."""
+    t = {r.name: r.median_s for r in results if r.name.startswith("table3 ") and r.median_s is not None}
+    lo, hi = TABLE3_HORIZONS[0], TABLE3_HORIZONS[-1]
+    total, rows = 0.0, []
+    for a in TABLE3_ALGORITHMS:
+        for m in TABLE3_MATCHING:
+            ends = [t.get(f"table3 {a} {m} H={h} (20 seeds)") for h in (lo, hi)]
+            if None in ends:
+                return None
+            cell = sum(TABLE3_STEPS * (ends[0] + (ends[1] - ends[0]) * (h - lo) / (hi - lo)) for h in TABLE3_HORIZONS)
+            rows.append(f"| {a} | {m} | {ends[0]:.4g} | {ends[1]:.4g} | {cell / 60:.1f} |")
+            total += cell
+    return "\n".join(["", f"Projected wall time of `bench experiment=table3_terminal scale=paper` on this device "
+                       f"({len(TABLE3_ALGORITHMS)} algorithms x {len(TABLE3_MATCHING)} matchings x H in "
+                       f"{lo}..{hi} x 20 seeds x {TABLE3_STEPS} steps, cells in sequence; s/step linear in H between "
+                       f"the measured ends; start-up and logging excluded): **{total / 60:.1f} min**", "",
+                       "| algorithm | matching | s/step H=7 | s/step H=10 | minutes (4 horizons) |", "|---|---|---|---|---|",
+                       *rows, ""])
+
+
 def main(argv: Optional[list[str]] = None) -> int:
     ap = argparse.ArgumentParser(prog="bench-perf", description=__doc__.split("\n\n")[0])
     ap.add_argument("--only", nargs="*", default=None, help="substrings of workload names to run")
@@ -267,7 +339,20 @@ def main(argv: Optional[list[str]] = None) -> int:
     ap.add_argument("--list", action="store_true", help="list the workloads and exit")
     ap.add_argument("--in-process", action="store_true",
                     help="run every workload in this process (faster start; peak memory is then cumulative)")
+    ap.add_argument("--reference", type=Path, default=None, metavar="DIR",
+                    help="time the TPO paper's JAX reference implementation (a checkout in DIR) side by side with "
+                         "the suite instead (bench/perf_reference.py)")
+    ap.add_argument("--reference-python", default=None, metavar="PYTHON",
+                    help="the interpreter of the reference's environment (default DIR/.venv/bin/python)")
+    ap.add_argument("--profile", action="store_true",
+                    help="instead of timing, write a torch.profiler summary of each chosen step workload "
+                         "(operator calls and kernels per step, top operators) to --out")
     args = ap.parse_args(argv)
+    if args.reference is not None:
+        from bench.perf_reference import main as vs_reference
+
+        return vs_reference(args.reference, args.reference_python, args.repeats, args.only, args.out,
+                            "bench-perf " + " ".join(argv if argv is not None else sys.argv[1:]))
     if args.list:
         print("\n".join(w.name for w in WORKLOADS))
         return 0
@@ -275,13 +360,23 @@ def main(argv: Optional[list[str]] = None) -> int:
 
     torch.set_num_threads(args.threads)
     chosen = [w for w in WORKLOADS if not args.only or any(s in w.name for s in args.only)]
+    if args.profile:
+        args.out.mkdir(parents=True, exist_ok=True)
+        for w in (w for w in chosen if w.kind == "step"):
+            print(f"[bench-perf] profiling {w.name} ...", file=sys.stderr, flush=True)
+            text = f"# {w.name} ({args.device})\n\n" + profile_steps([*w.overrides, *args.overrides], w.steps,
+                                                                      args.device)
+            slug = "".join(c if c.isalnum() else "-" for c in w.name)
+            (args.out / f"profile-{args.device.replace(':', '')}-{slug}.txt").write_text(text)
+            print(text)
+        return 0
     results = []
     for w in chosen:
         print(f"[bench-perf] {w.name} ...", file=sys.stderr, flush=True)
         job = (w, args.repeats, args.device, tuple(args.overrides), args.threads)
         results.append(_measure_with_threads(*job) if args.in_process else _in_child(job))
     env = environment(args.device, tuple(args.overrides))
-    text = render(results, env)
+    text = render(results, env) + (table3_projection(results) or "")
     print(text)
     args.out.mkdir(parents=True, exist_ok=True)
     tag = "".join(f"-{o.split('.')[-1].replace('=', '_')}" for o in args.overrides)

@@ -29,27 +29,36 @@ class AdamWNesterov(torch.optim.Optimizer):
 
     @torch.no_grad()
     def step(self, closure=None):
-        """One update of every parameter that has a gradient."""
+        """One update of every parameter that has a gradient (the module docstring's arithmetic, per
+        parameter, run as ``torch._foreach`` operations over the parameters sharing a step count)."""
         loss = None if closure is None else torch.enable_grad()(closure)()
         for group in self.param_groups:
             b1, b2 = group["betas"]
+            by_step: dict[int, list[torch.Tensor]] = {}
             for p in group["params"]:
                 if p.grad is None:
                     continue
-                g = p.grad
                 state = self.state[p]
                 if not state:
                     state["step"] = 0
                     state["exp_avg"] = torch.zeros_like(p)
                     state["exp_avg_sq"] = torch.zeros_like(p)
                 state["step"] += 1
-                t = state["step"]
-                m, v = state["exp_avg"], state["exp_avg_sq"]
-                m.mul_(b1).add_(g, alpha=1.0 - b1)
-                v.mul_(b2).addcmul_(g, g, value=1.0 - b2)
-                m_hat = m * (b1 / (1.0 - b1 ** (t + 1))) + g * ((1.0 - b1) / (1.0 - b1 ** t))
-                denom = (v / (1.0 - b2 ** t)).sqrt_().add_(group["eps"])
+                by_step.setdefault(state["step"], []).append(p)
+            for t, ps in by_step.items():
+                g = [p.grad for p in ps]
+                m = [self.state[p]["exp_avg"] for p in ps]
+                v = [self.state[p]["exp_avg_sq"] for p in ps]
+                torch._foreach_mul_(m, b1)
+                torch._foreach_add_(m, g, alpha=1.0 - b1)
+                torch._foreach_mul_(v, b2)
+                torch._foreach_addcmul_(v, g, g, value=1.0 - b2)
+                m_hat = torch._foreach_mul(m, b1 / (1.0 - b1 ** (t + 1)))
+                torch._foreach_add_(m_hat, torch._foreach_mul(g, (1.0 - b1) / (1.0 - b1 ** t)))
+                denom = torch._foreach_div(v, 1.0 - b2 ** t)
+                torch._foreach_sqrt_(denom)
+                torch._foreach_add_(denom, group["eps"])
                 if group["weight_decay"]:
-                    p.mul_(1.0 - group["lr"] * group["weight_decay"])
-                p.addcdiv_(m_hat, denom, value=-group["lr"])
+                    torch._foreach_mul_(ps, 1.0 - group["lr"] * group["weight_decay"])
+                torch._foreach_addcdiv_(ps, m_hat, denom, value=-group["lr"])
         return loss

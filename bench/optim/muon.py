@@ -138,32 +138,48 @@ class Muon(torch.optim.Optimizer):
 
     @torch.no_grad()
     def step(self, closure=None):
-        """One Muon update of every parameter that has a gradient."""
+        """One Muon update of every parameter that has a gradient.
+
+        The arithmetic is per parameter as in the module docstring; it is batched for speed: the momentum
+        updates of a group run as ``torch._foreach`` operations, and the Newton–Schulz iterations of all
+        matrices of one shape (and step count) run as one batched product — every matrix is still
+        orthogonalised on its own (the batch axes of ``newton_schulz``)."""
         loss = None if closure is None else torch.enable_grad()(closure)()
         for group in self.param_groups:
             mu, view = group["momentum"], group["view"]
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                g = p.grad
+            params = [p for p in group["params"] if p.grad is not None]
+            if not params:
+                continue
+            for p in params:
                 state = self.state[p]
                 if not state:
                     state["step"] = 0
                     state["momentum_buffer"] = torch.zeros_like(p)
-                state["step"] = t = int(state.get("step", 0)) + 1
-                buf = state["momentum_buffer"]
-                buf.mul_(mu).add_(g, alpha=1.0 - mu)
+                state["step"] = int(state.get("step", 0)) + 1
+            grads = [p.grad for p in params]
+            bufs = [self.state[p]["momentum_buffer"] for p in params]
+            torch._foreach_mul_(bufs, mu)
+            torch._foreach_add_(bufs, grads, alpha=1.0 - mu)
+            buckets: dict[tuple, list[int]] = {}
+            for i, p in enumerate(params):
+                key = (matrix_shape(p.shape, view), self.state[p]["step"], p.dtype, p.device)
+                buckets.setdefault(key, []).append(i)
+            for ((rows, cols), t, _, _), idx in buckets.items():
+                g = [grads[i] for i in idx]
+                b = [bufs[i] for i in idx]
                 if group["bias_correction"]:
                     if group["nesterov"]:
-                        u = buf * (mu / (1.0 - mu ** (t + 1))) + g * ((1.0 - mu) / (1.0 - mu ** t))
+                        u = torch._foreach_mul(b, mu / (1.0 - mu ** (t + 1)))
+                        torch._foreach_add_(u, torch._foreach_mul(g, (1.0 - mu) / (1.0 - mu ** t)))
                     else:
-                        u = buf / (1.0 - mu ** t)
+                        u = torch._foreach_div(b, 1.0 - mu ** t)
                 else:
-                    u = buf * mu + g * (1.0 - mu) if group["nesterov"] else buf
-                rows, cols = matrix_shape(p.shape, view)
-                if view is not None:
-                    u = u.reshape(*p.shape[:-1], rows, cols)
-                o = newton_schulz(u, group["ns_steps"], group["ns_coeffs"], group["eps"])
-                scale = muon_scale((rows, cols), group["layout"])
-                p.add_(o.reshape(p.shape).to(p.dtype), alpha=-group["lr"] * scale)
+                    u = torch._foreach_add(torch._foreach_mul(b, mu), torch._foreach_mul(g, 1.0 - mu)) \
+                        if group["nesterov"] else b
+                stacked = torch.cat([x.reshape(-1, rows, cols) for x in u])
+                o = newton_schulz(stacked, group["ns_steps"], group["ns_coeffs"], group["eps"])
+                alpha = -group["lr"] * muon_scale((rows, cols), group["layout"])
+                ps = [params[i] for i in idx]
+                torch._foreach_add_(ps, [x.reshape(q.shape).to(q.dtype) for x, q in
+                                         zip(o.split([q.numel() // (rows * cols) for q in ps]), ps)], alpha=alpha)
         return loss
