@@ -9,9 +9,9 @@ from typing import Any, Optional
 import torch
 from omegaconf import DictConfig
 
-from bench import batching, checkpoint
+from bench import batching, checkpoint, engines
 from bench import metrics as M
-from bench.build import build, seed_list
+from bench.build import seed_list
 from bench.loop import NonFinite
 from bench.precision import configure
 from bench.progress import RunProgress, say
@@ -53,6 +53,8 @@ def execute(cfg: DictConfig) -> dict[str, Any]:
     fails before its first record (e.g. missing data) leaves no directory behind."""
     settings = to_settings(cfg)
     record = record_config(cfg)
+    if not engines.writes_records(settings):   # rank > 0 of a multi-process engine launch: rank 0 records
+        return engines.train_unrecorded(settings, record)
     ident = identity(record)
     out = run_dir(settings, ident)
     label = f"{settings.algorithm.name}-{settings.env.name}"
@@ -96,10 +98,12 @@ def _execute_locked(cfg: DictConfig, settings: Settings, record: dict[str, Any],
     precision = configure(settings.run)
     seeds = seed_list(settings)
     state = _resume_state(out, ident, previous, settings)
-    chunks = state["chunks"] if state else batching.chunks(seeds, batching.seeds_per_batch(settings, len(seeds)))
+    per_chunk = engines.seeds_per_chunk(settings) or batching.seeds_per_batch(settings, len(seeds))
+    chunks = state["chunks"] if state else batching.chunks(seeds, per_chunk)
     first = state["chunk"] if state else 0
     resume_after = state["step"] if state else None
     prior_wall = float(previous.summary.get("wall_time_s") or 0.0) if state else 0.0
+    build = engines.builder(settings)        # bench.build.build, or the engine's (engine=trl|verl)
     built = build(settings, chunks[first])   # bad input (e.g. missing data) fails here, before any record
     mirror = WandbMirror(settings.logger, record, seeds, settings.experiment, settings.algorithm.name,
                          settings.env.name)

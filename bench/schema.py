@@ -186,6 +186,7 @@ class BenchConfig:
     logger: Any = MISSING
     run: RunConfig = field(default_factory=RunConfig)
     algorithm_overrides: dict[str, Any] = field(default_factory=dict)
+    engine: Any = MISSING   # bench.engines.ENGINE_SCHEMAS: native (default) | trl | verl
 
 
 def algorithm_schema(key: str) -> type:
@@ -229,10 +230,15 @@ def register() -> None:
     cs = ConfigStore.instance()
     cs.store(name="bench_schema", node=_writable(BenchConfig))
     for group, table in (("algorithm", ALGORITHM_SCHEMAS), ("env", {k: s.config for k, s in ENVS.items()}),
-                         ("model", MODELS), ("optim", OPTIMS), ("logger", LOGGERS)):
+                         ("model", MODELS), ("optim", OPTIMS), ("logger", LOGGERS), ("engine", _engines())):
         for name, cls in table.items():
             cs.store(group=f"schema/{group}", name=name, node=_writable(cls))
     OmegaConf.register_new_resolver("mnist_source", _mnist_source, replace=True)
+
+
+def _engines() -> dict[str, type]:
+    from bench.engines import ENGINE_SCHEMAS   # imports no engine
+    return ENGINE_SCHEMAS
 
 
 def _mnist_source(source: str, data_dir: Optional[str] = None) -> str:
@@ -255,6 +261,7 @@ class Settings:
     optim: Any
     logger: Any
     run: RunConfig
+    engine: Any = None  # bench.engines.ENGINE_SCHEMAS instance (None: native)
 
 
 class ConfigError(ValueError):
@@ -305,6 +312,8 @@ def to_settings(cfg: DictConfig) -> Settings:
         raise ConfigError(f"algorithm.loss={loss_key!r}; valid: {', '.join(sorted(ALGORITHMS))}")
     nodes = {"algorithm": algo_node, "env": cfg.env, "model": cfg.model, "optim": cfg.optim,
              "logger": cfg.logger, "run": cfg.run}
+    if cfg.get("engine") is not None:
+        nodes["engine"] = cfg.engine
     for group, node in nodes.items():
         cls = OmegaConf.get_type(node)
         if dataclasses.is_dataclass(cls):
@@ -327,7 +336,7 @@ def to_settings(cfg: DictConfig) -> Settings:
         raise ConfigError(f"algorithm={algorithm.name}: {exc}") from None
     settings = Settings(experiment=cfg.experiment, scale=cfg.scale, algorithm=algorithm, loss_params=loss_params,
                         env=typed["env"], model=typed["model"], optim=typed["optim"], logger=typed["logger"],
-                        run=typed["run"])
+                        run=typed["run"], engine=typed.get("engine"))
     validate.check_settings(settings)
     return settings
 
@@ -347,4 +356,6 @@ def record_config(cfg: DictConfig) -> dict[str, Any]:
     out = OmegaConf.to_container(cfg, resolve=True)
     out["algorithm"] = OmegaConf.to_container(merged_algorithm(cfg), resolve=True)
     out.pop("algorithm_overrides", None)
+    if (out.get("engine") or {}).get("name", "native") == "native":
+        out.pop("engine", None)   # the native loop's records (and identity hashes) are as before engines existed
     return out
