@@ -46,7 +46,8 @@ class WandbMirror:
 
     def _log(self, step: int, per_seed: Mapping[int, Mapping[str, float]]) -> None:
         for seed, run in self.runs.items():
-            run.log(dict(per_seed[seed]), step=step)
+            if seed in per_seed:   # a run trained in seed chunks logs one chunk's seeds at a time
+                run.log(dict(per_seed[seed]), step=step)
 
     def finish(self, status: str) -> None:
         if self.active and self.runs:

@@ -60,3 +60,27 @@ def test_wandb_init_arguments(tmp_path, monkeypatch):
     assert {c["project"] for c in calls} == {"my-proj"}
     assert calls[0]["config"]["algorithm"]["eta"] == 1.0 and calls[1]["config"]["seed"] == 1
     assert calls[0]["mode"] == "offline"
+
+
+def test_a_run_in_seed_chunks_logs_every_seed_without_warning(tmp_path, monkeypatch):
+    wandb = pytest.importorskip("wandb")
+    runs = {}
+
+    class FakeRun:
+        def __init__(self, name):
+            self.summary, self.logged, runs[name] = {}, [], self
+
+        def log(self, data, step):
+            self.logged.append(step)
+
+        def finish(self, exit_code=0):
+            pass
+
+    monkeypatch.setattr(wandb, "init", lambda **kw: FakeRun(kw["name"]))
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        summary = run(tmp_path, "logger.max_seed_runs=-1", "run.seeds_per_batch=1")
+    assert summary["status"] == "completed"
+    assert sorted(runs) == [f"tpo-tabular_single-s{s}" for s in range(3)]
+    assert all(r.logged and r.logged[-1] == 3 for r in runs.values())   # every seed reached the last step
