@@ -38,6 +38,7 @@ REFINE_GOLD_REFINE_LIFT = "eval/gold_refine_lift" # E[R*(A₂) − R*(A₁)], pr
 REFINE_GAP = "eval/proxy_gold_gap"                # proxy_lift − gold_refine_lift (over-optimisation of R_φ)
 REFINE_KL_REF = "eval/kl_ref"                     # E_x[KL(π_θ(·|x) ‖ π_ref(·|x))], nats
 REFINE_COPY = "eval/copy_rate"                    # P(A₂ = A₁)
+REFINE_EDIT_DISTANCE = "eval/edit_distance"        # mean fraction of A₂'s tokens that differ from A₁ (sequences)
 REFINE_RM_ACCURACY = "eval/rm_accuracy"           # R_φ's pairwise accuracy on unlimited held-out pairs
 REFINE_LIFT_PER_ANNOTATION = "eval/lift_per_annotation"  # lift / annotation budget
 

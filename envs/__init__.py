@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from envs.mnist import MnistBanditConfig
 from envs.offline.config import OfflineConfig
 from envs.refine.config import RefineTabularConfig
+from envs.refine.sequence import RefineSequenceConfig
 from envs.reversal import ReversalConfig
 from envs.rlvr.config import RLVRConfig
 from envs.tabular import TabularMultiConfig, TabularSingleConfig
@@ -44,6 +45,10 @@ ENVS: dict[str, EnvSpec] = {
                               "refinement, tabular: frozen base pi0(A1|S), refiner table pi(A2|S,A1) trained on a "
                               "reward model fitted to simulated BT/PL annotations, R_phi-gated deployment, exact "
                               "gold metrics"),
+    "refine_sequence": EnvSpec("refine_sequence", RefineSequenceConfig, "refine_sequence",
+                               "refinement, token reversal: frozen partially trained transformer pi0(A1|x), transformer "
+                               "refiner pi(A2|x,A1), transformer R_phi fitted to simulated BT/PL annotations, R_phi-gated "
+                               "deployment, Monte-Carlo gold metrics"),
 }
 
 

@@ -47,6 +47,14 @@ def build_refine(settings: Any, seeds: list[int], batch_kind: str) -> Any:
     return build(settings, seeds, batch_kind)
 
 
+def build_refine_sequence(settings: Any, seeds: list[int], batch_kind: str) -> Any:
+    """The sequence-scale refinement task (:mod:`bench.families.refine_sequence`; model must be ``transformer``)."""
+    from bench.families.refine_sequence import build_refine_sequence as build
+
+    return build(settings, seeds, batch_kind)
+
+
 FAMILIES: dict[str, Callable[..., Any]] = {"tabular": build_tabular, "mnist": mnist.build_mnist,
                                            "sequence": build_sequence, "offline": build_offline,
-                                           "rlvr": build_rlvr, "refine": build_refine}
+                                           "rlvr": build_rlvr, "refine": build_refine,
+                                           "refine_sequence": build_refine_sequence}

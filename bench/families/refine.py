@@ -42,22 +42,14 @@ from torch import Tensor
 
 from algorithms import ops
 from bench import metrics as M
-from bench.families.sequence import needs_value, reference_kind
+from bench.families.refine_common import (EVAL_METRICS, check_batch, refine_reference_kind, reward_model_metrics,
+                                          single_scores)
+from bench.families.sequence import needs_value
 from bench.schema import ConfigError
 from bench.seeding import generators
 from envs.refine import tabular as rt
 from envs.refine.config import RefineTabularConfig
 from envs.refine.reward_model import fit_reward_model, pairwise_accuracy
-
-#: envs.refine.tabular.evaluate key → metric name
-EVAL_METRICS: dict[str, str] = {
-    "gold_value": M.REFINE_GOLD_VALUE, "lift": M.REFINE_LIFT, "best_response_lift": M.REFINE_BEST_RESPONSE_LIFT,
-    "win_rate": M.REFINE_WIN, "tie_rate": M.REFINE_TIE, "loss_rate": M.REFINE_LOSS, "harm_rate": M.REFINE_HARM,
-    "acceptance_rate": M.REFINE_ACCEPT, "proxy_lift": M.REFINE_PROXY_LIFT,
-    "gold_refine_lift": M.REFINE_GOLD_REFINE_LIFT, "proxy_gold_gap": M.REFINE_GAP, "kl_ref": M.REFINE_KL_REF,
-    "copy_rate": M.REFINE_COPY,
-}
-
 
 def rollouts_per_step(cfg: RefineTabularConfig, batch_kind: str, candidates: str) -> int:
     """Refinements scored by R_φ per step: B·K for sampled batches (group: B states × K rewrites, the keep
@@ -82,14 +74,6 @@ class ExactRollout:
     logp_ref: Optional[Tensor] = None  # [S, N, M, M]
 
 
-def _reference_kind(loss: str, params: Any) -> Optional[str]:
-    """Which policy goes into ``logp_ref``: None, "snapshot" or "reference" (the reference refiner,
-    ``env.reference``): :func:`bench.families.sequence.reference_kind`, with its fixed policy read as the reference
-    refiner, and KTO's reference point also the reference refiner (its label compares the rewrite with A₁)."""
-    kind = "initial" if loss == "kto" else reference_kind(loss, params)
-    return {"snapshot": "snapshot", "initial": "reference"}.get(kind)
-
-
 class RefineTabularTask:
     """The tabular refinement task as a :class:`bench.loop.Task` (module doc)."""
 
@@ -97,12 +81,8 @@ class RefineTabularTask:
         cfg, algo, params = settings.env, settings.algorithm, settings.loss_params
         self.cfg, self.seeds, self.steps = cfg, list(seeds), settings.run.steps
         device = settings.run.device
-        key = (batch_kind, algo.candidates)
-        if key not in _BUILDERS:
-            valid = ", ".join(f"{k}/{c}" for k, c in _BUILDERS)
-            raise ConfigError(f"algorithm.candidates={algo.candidates!r}: env={cfg.name} has no batch for "
-                              f"{batch_kind} losses with it; valid (batch kind/candidates): {valid}")
-        self.fields: Callable[..., dict[str, Tensor]] = _BUILDERS[key]
+        check_batch(cfg.name, batch_kind, algo.candidates, _BUILDERS)
+        self.fields: Callable[..., dict[str, Tensor]] = _BUILDERS[(batch_kind, algo.candidates)]
         self.exact = algo.candidates == "all"
         self.kind = batch_kind
         self.base_probs = rt.base_logprobs(cfg, generators(self.seeds, "base"), device).exp()
@@ -117,7 +97,7 @@ class RefineTabularTask:
         initial = rt.init_refiner(cfg, generators(self.seeds, "init"), device)
         self.z = initial.clone().requires_grad_(True)
         self.ref_logp = rt.reference_logprobs(cfg, initial)
-        self.reference = _reference_kind(algo.loss, params)
+        self.reference = refine_reference_kind(algo.loss, params)
         self.value: Optional[Tensor] = None
         if needs_value(algo.loss, params):
             v0 = self.proxy.clone() if cfg.value_init == "reward_model" else torch.zeros_like(self.proxy)
@@ -188,9 +168,7 @@ class RefineTabularTask:
         out = rt.evaluate(self.cfg, ops.log_softmax(self.z.detach(), -1), self.ref_logp, self.base_probs, self.gold,
                           self.proxy)
         logged = {EVAL_METRICS[k]: v for k, v in out.items()}
-        logged[M.REFINE_RM_ACCURACY] = self.rm_accuracy
-        if self.cfg.reward_model == "fitted" and self.cfg.annotations > 0:
-            logged[M.REFINE_LIFT_PER_ANNOTATION] = out["lift"] / self.cfg.annotations
+        logged.update(reward_model_metrics(self.cfg, out["lift"], self.rm_accuracy))
         return logged
 
 
@@ -230,17 +208,12 @@ def _exact_group(task: RefineTabularTask, ro: ExactRollout, logp: Tensor) -> dic
     return fields
 
 
-def _single_scores(task: RefineTabularTask, reward: Tensor, delta: Tensor) -> Optional[Tensor]:
-    """DRO-V reads R_φ(s, a₂) (raw), KTO Δ (its label 1[Δ > 0]); other losses no ``scores``."""
-    return reward if task.loss == "dro_v" else delta if task.loss == "kto" else None
-
-
 def _sampled_single(task: RefineTabularTask, ro: SampledRollout, logp: Tensor) -> dict[str, Tensor]:
     reward = _lookup(task.proxy, ro.s, ro.a2)[..., 0]                       # [S, n]
     base = _lookup(task.proxy, ro.s, ro.a1)
     fields = {"logp": _at_states(logp, ro.s, ro.a1).gather(-1, ro.a2), "logp_old": ro.logp_old,
               "rewards": reward[..., None], "baseline": base[..., None]}
-    scores = _single_scores(task, reward, reward - base)
+    scores = single_scores(task.loss, reward, reward - base)
     if scores is not None:
         fields["scores"] = scores
     if task.value is not None:
@@ -258,7 +231,7 @@ def _exact_single(task: RefineTabularTask, ro: ExactRollout, logp: Tensor) -> di
     weights = rt.state_probs(task.base_probs)[..., None] * ro.logp_old.exp()
     fields = {"logp": logp.reshape(S, n, 1), "logp_old": ro.logp_old.reshape(S, n, 1),
               "rewards": reward.reshape(S, n, 1), "baseline": base.reshape(S, n, 1), "weights": weights.reshape(S, n)}
-    scores = _single_scores(task, reward, reward - base)
+    scores = single_scores(task.loss, reward, reward - base)
     if scores is not None:
         fields["scores"] = scores.reshape(S, n)
     if task.value is not None:

@@ -28,7 +28,7 @@ from bench.report import render
 from bench.report.claims import ClaimCheck, check_claims, load_claims
 from bench.report.collect import Collected, collect
 from bench.report.compare import compare_tables, render_comparison
-from bench.report.figures import plot_figures
+from bench.report.figures import FIGURES, TradeoffSpec, plot_figures, plot_tradeoffs
 from bench.report.grid import ExpectedRun, GridError, differences, expected_grid, is_shared_matching, matches
 from bench.report.published import load_published, method_label, published_for
 from bench.report.tables import ADHOC_ROW, TABLES, Table, adhoc_specs, build_table, key_text, specs_for
@@ -265,12 +265,13 @@ def build_report(experiment: str, scale: Optional[str], runs_root: Path, results
     markdown = body
     if comparisons:
         markdown += "\n" + "\n".join(render_comparison(tables, comparisons, _shown(committed_dir))).rstrip("\n") + "\n"
-    paths = _write(tables, sel.tidy, out_dir, provenance, excluded, claims, figures, context, markdown)
+    paths = _write(tables, sel.tidy, out_dir, provenance, excluded, claims, figures, context, markdown,
+                   FIGURES.get(experiment, ()))
     result = ReportResult(experiment, scale, markdown, paths, tables, claims, sel.runs, out_dir, grid, sel.missing,
                           comparisons, differences=list(sel.differences), published_root=published_root)
     if publish:
         _publish(result, committed_dir, force, lambda d: _write(tables, sel.tidy, d, provenance, excluded, claims,
-                                                                figures, context, body))
+                                                                figures, context, body, FIGURES.get(experiment, ())))
     return result
 
 
@@ -317,8 +318,10 @@ def _publish(result: ReportResult, committed_dir: Path, force: bool, write) -> N
 
 
 def _write(tables: dict[str, Table], tidy: pd.DataFrame, out_dir: Path, provenance: list[str],
-           excluded: list[str], claims: list[str], figures: bool, context: str, markdown: str) -> list[Path]:
-    """Write ``<name>.md`` and ``<name>.csv`` per table, the figures and ``report.md``."""
+           excluded: list[str], claims: list[str], figures: bool, context: str, markdown: str,
+           tradeoffs: Sequence[TradeoffSpec] = ()) -> list[Path]:
+    """Write ``<name>.md`` and ``<name>.csv`` per table, the figures (learning curves, and the experiment's x-y
+    figures ``tradeoffs``) and ``report.md``."""
     out_dir.mkdir(parents=True, exist_ok=True)
     paths: list[Path] = []
     for name, table in tables.items():
@@ -327,6 +330,7 @@ def _write(tables: dict[str, Table], tidy: pd.DataFrame, out_dir: Path, provenan
         paths += [md, render.write_csv(table, out_dir / f"{name}.csv")]
     if figures:
         paths += plot_figures(tidy, [t.spec for t in tables.values()], out_dir, context)
+        paths += plot_tradeoffs(tidy, tradeoffs, out_dir, context)
     report = out_dir / "report.md"
     report.write_text(markdown, encoding="utf-8")
     return [*paths, report]

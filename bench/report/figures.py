@@ -14,6 +14,7 @@ be) so that they lie inside the image. Matplotlib's Agg backend is used: no disp
 from __future__ import annotations
 
 import textwrap
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -24,6 +25,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from bench import metrics as M  # noqa: E402
 from bench.report import reduce as R  # noqa: E402
 from bench.report import robust as RB  # noqa: E402
 from bench.report.published import method_label  # noqa: E402
@@ -211,3 +213,63 @@ def plot_figures(tidy: pd.DataFrame, specs: Sequence[TableSpec], out_dir: Path, 
         png = plot_profile(tidy, spec, out_dir / f"{name}.png", profile_title(spec, context))
         paths += [png] if png else []
     return paths
+
+
+@dataclass(frozen=True)
+class TradeoffSpec:
+    """A figure of one metric against another over training: per row key (method) and column setting, the seed
+    means of ``x`` and ``y`` at every step where both are logged, joined in step order (a marker at the last
+    step). name: file stem (``<name>.png``); rows / columns: as in :class:`TableSpec` (one panel per column
+    setting). E.g. the over-optimisation curve, the proxy-gold gap against KL to the reference policy (Gao,
+    Schulman & Hilton 2023, "Scaling Laws for Reward Model Overoptimization", §3)."""
+
+    name: str
+    x: str
+    y: str
+    rows: str = "algorithm.name"
+    columns: tuple[str, ...] = ()
+    what: str = ""
+
+
+_OVEROPTIMISATION = dict(name="overoptimisation", x=M.REFINE_KL_REF, y=M.REFINE_GAP,
+                         columns=("env.annotations", "env.gate_T"),
+                         what="over-optimisation of R_phi: proxy-gold gap E[R_phi(A2)-R_phi(A1)] - E[R*(A2)-R*(A1)] "
+                              "against KL(pi_theta || pi_ref) over training, seed means")
+FIGURES: dict[str, list[TradeoffSpec]] = {
+    "refine_tabular": [TradeoffSpec(**_OVEROPTIMISATION)],
+    "refine_sequence": [TradeoffSpec(**_OVEROPTIMISATION)],
+}
+"""experiment → its x-y figures beside the learning curves (:func:`plot_tradeoffs`)."""
+
+
+def plot_tradeoff(tidy: pd.DataFrame, spec: TradeoffSpec, path: Path, title: str) -> Optional[Path]:
+    """Write the x-y PNG of ``spec`` to ``path``; ``None`` (nothing written) without data."""
+    keys = [spec.rows, *spec.columns]
+    if any(c not in tidy for c in keys):
+        return None
+    xs, ys = R.seed_mean_curve(tidy, keys, spec.x), R.seed_mean_curve(tidy, keys, spec.y)
+    joined = xs.merge(ys, on=[*keys, "step"], suffixes=("_x", "_y"))
+    if joined.empty:
+        return None
+    facets = _facets(joined, spec.columns)
+    fig, axes = _subplots(len(facets))
+    for ax, (key, group) in zip(axes.flat, facets):
+        for name in sorted({key_text(v) for v in group[spec.rows]}):
+            g = group[group[spec.rows].map(key_text) == name].sort_values("step")
+            line, = ax.plot(g["mean_x"], g["mean_y"], lw=1.2, marker=".", ms=3,
+                            label=method_label(name) if spec.rows == "algorithm.name" else name)
+            ax.plot(g["mean_x"].iloc[-1:], g["mean_y"].iloc[-1:], marker="o", color=line.get_color())
+        ax.axhline(0.0, ls="--", color="grey", lw=0.8)
+        ax.set_xlabel(spec.x)
+        ax.set_ylabel(spec.y)
+        ax.set_title(setting_label(spec.columns, key) if spec.columns else "", fontsize=9)
+    axes[0, 0].legend(fontsize=8)
+    fit_title(fig, title)
+    return _save(fig, path)
+
+
+def plot_tradeoffs(tidy: pd.DataFrame, specs: Sequence[TradeoffSpec], out_dir: Path, context: str) -> list[Path]:
+    """:func:`plot_tradeoff` of every spec, titled ``"<context>: <what>"``; the paths written."""
+    paths = [plot_tradeoff(tidy, s, out_dir / f"{s.name}.png", f"{context}: {s.what or f'{s.y} against {s.x}'}")
+             for s in specs]
+    return [p for p in paths if p is not None]

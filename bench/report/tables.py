@@ -381,22 +381,42 @@ _REFINE_NOTES = (
     "Over-optimisation: curves_eval_proxy_gold_gap.png and curves_eval_kl_ref.png plot the gap and KL(pi_theta || "
     "pi_ref) over training steps (seed mean +- s.e.), one panel per budget x T.",
 )
-TABLES["refine_tabular"] = [
-    TableSpec("lift", "Refinement (tabular): gold lift J - E[R*(S, A1)] of the deployed output at the last step",
-              M.REFINE_LIFT, decimals=3, lower_is_better=False, notes=_REFINE_NOTES, **_REFINE),
-    TableSpec("harm_rate", "Refinement (tabular): harm rate P(deployed refinement is gold-worse than A1), %",
-              M.REFINE_HARM, scale=100, unit="%", decimals=1, **_REFINE),
-    TableSpec("proxy_gold_gap", "Refinement (tabular): proxy-gold gap E[R_phi(A2) - R_phi(A1)] - E[R*(A2) - R*(A1)] "
-              "of the refiner's proposals (over-optimisation of R_phi) at the last step", M.REFINE_GAP, decimals=3,
-              **_REFINE),
-    TableSpec("kl_ref", "Refinement (tabular): KL(pi_theta || pi_ref) to the initial refiner (nats) at the last step",
-              M.REFINE_KL_REF, decimals=3, **_REFINE),
-    TableSpec("acceptance_rate", "Refinement (tabular): acceptance rate P(deployed output != A1), %",
-              M.REFINE_ACCEPT, scale=100, unit="%", decimals=1, lower_is_better=False, **_REFINE),
-    TableSpec("rm_accuracy", "Refinement (tabular): R_phi pairwise accuracy on unlimited held-out pairs, % (fitted "
-              "before RL: the same for every method of a seed)", M.REFINE_RM_ACCURACY, scale=100, unit="%",
-              decimals=1, lower_is_better=False, **_REFINE),
-]
+def _refine_tables(scale: str, notes: tuple[str, ...], kl: str, kl_decimals: int, rm_pairs: str) -> list[TableSpec]:
+    """The refinement family's tables at one scale (``scale`` names it in the titles)."""
+    t = f"Refinement ({scale})"
+    return [
+        TableSpec("lift", f"{t}: gold lift J - E[R*(S, A1)] of the deployed output at the last step",
+                  M.REFINE_LIFT, decimals=3, lower_is_better=False, notes=notes, **_REFINE),
+        TableSpec("harm_rate", f"{t}: harm rate P(deployed refinement is gold-worse than A1), %",
+                  M.REFINE_HARM, scale=100, unit="%", decimals=1, **_REFINE),
+        TableSpec("proxy_gold_gap", f"{t}: proxy-gold gap E[R_phi(A2) - R_phi(A1)] - E[R*(A2) - R*(A1)] of the "
+                  "refiner's proposals (over-optimisation of R_phi) at the last step", M.REFINE_GAP, decimals=3,
+                  **_REFINE),
+        TableSpec("kl_ref", f"{t}: KL(pi_theta || pi_ref) to the initial refiner ({kl}) at the last step",
+                  M.REFINE_KL_REF, decimals=kl_decimals, **_REFINE),
+        TableSpec("acceptance_rate", f"{t}: acceptance rate P(deployed output != A1), %",
+                  M.REFINE_ACCEPT, scale=100, unit="%", decimals=1, lower_is_better=False, **_REFINE),
+        TableSpec("rm_accuracy", f"{t}: R_phi pairwise accuracy on {rm_pairs}, % (fitted before RL: the same for "
+                  "every method of a seed)", M.REFINE_RM_ACCURACY, scale=100, unit="%", decimals=1,
+                  lower_is_better=False, **_REFINE),
+    ]
+
+
+TABLES["refine_tabular"] = _refine_tables("tabular", _REFINE_NOTES, "nats", 3, "unlimited held-out pairs")
+
+
+# -- refinement family, sequence scale (bench/families/refine_sequence.py): Monte-Carlo metrics on held-out states --
+_REFINE_SEQ_NOTES = (
+    "Token reversal (H x V in the records); seed means of Monte-Carlo estimates on `env.eval_prompts` held-out "
+    "states (x, A1) with `env.gate_k` refinements each (the gate's choice among them exact); R_phi, a transformer "
+    "fitted once per seed on `env.annotations` simulated Bradley-Terry pairs, is the only reward training and the "
+    "gate see. The ceiling of the lift, 1 - E[R*(S, A1)], is eval/best_response_lift; pi0's measured accuracy is "
+    "diag/base_token_accuracy in the records.",
+    "Over-optimisation: overoptimisation.png plots the proxy-gold gap against KL(pi_theta || pi_ref) over training "
+    "(seed means), one panel per budget x T.",
+)
+TABLES["refine_sequence"] = _refine_tables("sequence", _REFINE_SEQ_NOTES, "nats, sequence", 2,
+                                              "held-out pairs from pi0")
 
 
 def generic_specs(tidy: pd.DataFrame, runs: Optional[pd.DataFrame] = None) -> list[TableSpec]:

@@ -161,3 +161,30 @@ def sample_gate(probs: Tensor, delta: Tensor, a1: Tensor, p: float, T: float, ga
     else:
         raise ValueError(f"env.gate_rule={rule!r}; valid: {', '.join(GATE_RULES)}")
     return torch.where(consult, chosen, flat_a1).reshape(a1.shape)
+
+
+def gate_choice_probs(delta_draws: Tensor, p: float, T: float, rule: str = "softmax") -> Tensor:
+    """The gate's choice among A₁ and K′ refinements already drawn, exactly over its own randomness: [..., 1 + K′].
+
+    delta_draws: Δ of the K′ draws [..., K′] (R_φ units; a draw equal to A₁ has Δ = 0). Column 0 is A₁,
+    column j ≥ 1 draw j. The rule of the module doc given the draws (the scales whose refinements cannot be
+    enumerated, e.g. sequences, draw them and average this over states): with probability 1 − p A₁;
+    otherwise ``"softmax"`` picks among A₁ (weight 1) and the draws with Δ ≥ 0 (weight exp(T·Δ)),
+    ``"two_way"`` takes the R_φ-best draw (ties to the first drawn, as :func:`sample_gate`) with probability
+    σ(T·Δ) when Δ ≥ 0. A draw with Δ < 0 always gets probability 0. Rows sum to 1 (float64).
+    ValueError for an unknown rule.
+    """
+    d = delta_draws.to(torch.float64)
+    zero = torch.zeros_like(d[..., :1])
+    if rule == "softmax":
+        pick = torch.softmax(torch.cat([zero, log_weights(d, T)], -1), -1)
+    elif rule == "two_way":
+        j = d.argmax(-1, keepdim=True)
+        best = d.gather(-1, j)
+        accept = torch.where(best >= 0, torch.sigmoid(best * T), torch.zeros_like(best))
+        refine = torch.zeros_like(d).scatter(-1, j, accept)
+        pick = torch.cat([1.0 - accept, refine], -1)
+    else:
+        raise ValueError(f"env.gate_rule={rule!r}; valid: {', '.join(GATE_RULES)}")
+    keep_a1 = torch.cat([torch.ones_like(zero), torch.zeros_like(d)], -1)
+    return (1.0 - p) * keep_a1 + p * pick

@@ -47,18 +47,31 @@ def simulate_annotations(gold: Tensor, q: Tensor, n: int, list_size: int, beta: 
     N = gold.shape[0]
     contexts = torch.randint(N, (n,), generator=generator)
     items = torch.multinomial(q[contexts].to(torch.float64), list_size, replacement=True, generator=generator)
-    u = torch.rand(n, list_size, generator=generator, dtype=torch.float64).clamp(1e-300, 1.0)
-    keys = beta * gold[contexts[:, None], items].to(torch.float64) - torch.log(-torch.log(u))
-    ranked = items.gather(1, keys.argsort(-1, descending=True))
+    ranked = items.gather(1, plackett_luce_order(gold[contexts[:, None], items], beta, generator))
     return Annotations(contexts, ranked)
+
+
+def plackett_luce_order(gold_values: Tensor, beta: float, generator: torch.Generator) -> Tensor:
+    """The annotator's ranking of n lists of L items with gold rewards ``gold_values`` [n, L]: the positions
+    [n, L] (long) of the items, best first — a Plackett–Luce draw with weights exp(β·R*), by sorting
+    β·R* + Gumbel noise (drawn [n, L] in float64 from ``generator``, CPU). Shared by every scale."""
+    n, L = gold_values.shape
+    u = torch.rand(n, L, generator=generator, dtype=torch.float64).clamp(1e-300, 1.0)
+    keys = beta * gold_values.detach().cpu().to(torch.float64) - torch.log(-torch.log(u))
+    return keys.argsort(-1, descending=True)
+
+
+def pl_nll_ranked(scores: Tensor) -> Tensor:
+    """Σ_i −log P_PL(ranking_i | scores_i) for scores [n, L] already in ranked order (best first, on the
+    logit scale, i.e. β·R_φ) → scalar. For L = 2: Σ_i softplus(−(s_winner − s_loser))."""
+    tail = torch.logcumsumexp(scores.flip(-1), -1).flip(-1)                # log Σ_{j ≥ i} exp(s_j)
+    return (tail - scores)[:, :-1].sum()
 
 
 def pl_nll(phi: Tensor, ann: Annotations, beta: float) -> Tensor:
     """Σ_i −log P_PL(ranking_i | β·φ): phi [N, M] → scalar. For L = 2 it is the BT loss
     Σ_i softplus(−β(φ_winner − φ_loser))."""
-    s = beta * phi[ann.contexts[:, None], ann.ranked]                        # [n, L], best first
-    tail = torch.logcumsumexp(s.flip(-1), -1).flip(-1)                      # log Σ_{j ≥ i} exp(s_j)
-    return (tail - s)[:, :-1].sum()
+    return pl_nll_ranked(beta * phi[ann.contexts[:, None], ann.ranked])    # [n, L], best first
 
 
 def pair_weights(q: Tensor) -> Tensor:
