@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from envs.mnist import MnistBanditConfig
 from envs.offline.config import OfflineConfig
 from envs.refine.config import RefineTabularConfig
+from envs.refine.llm import RefineLLMConfig
 from envs.refine.sequence import RefineSequenceConfig
 from envs.reversal import ReversalConfig
 from envs.rlvr.config import RLVRConfig
@@ -49,6 +50,10 @@ ENVS: dict[str, EnvSpec] = {
                                "refinement, token reversal: frozen partially trained transformer pi0(A1|x), transformer "
                                "refiner pi(A2|x,A1), transformer R_phi fitted to simulated BT/PL annotations, R_phi-gated "
                                "deployment, Monte-Carlo gold metrics"),
+    "refine_llm": EnvSpec("refine_llm", RefineLLMConfig, "refine_llm",
+                          "refinement, LLM answer revision on an RLVR task: frozen SFT model pi0(A1|S), LM refiner "
+                          "pi(A2|S,A1) prompted with the problem and A1, LM reward model fitted to simulated BT/PL "
+                          "annotations, R_phi-gated deployment, verifier gold reward, Monte-Carlo metrics"),
 }
 
 

@@ -54,7 +54,15 @@ def build_refine_sequence(settings: Any, seeds: list[int], batch_kind: str) -> A
     return build(settings, seeds, batch_kind)
 
 
+def build_refine_llm(settings: Any, seeds: list[int], batch_kind: str) -> Any:
+    """The LLM-scale refinement task (:mod:`bench.families.refine_llm`; model must be ``lm``)."""
+    from bench.families.refine_llm import build_refine_llm as build
+
+    return build(settings, seeds, batch_kind)
+
+
 FAMILIES: dict[str, Callable[..., Any]] = {"tabular": build_tabular, "mnist": mnist.build_mnist,
                                            "sequence": build_sequence, "offline": build_offline,
                                            "rlvr": build_rlvr, "refine": build_refine,
-                                           "refine_sequence": build_refine_sequence}
+                                           "refine_sequence": build_refine_sequence,
+                                           "refine_llm": build_refine_llm}

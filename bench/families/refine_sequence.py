@@ -56,15 +56,14 @@ from torch.func import functional_call, vmap
 
 from bench import metrics as M
 from bench import rollout as R
-from bench.families.refine_common import (EVAL_METRICS, check_batch, refine_reference_kind, reward_model_metrics,
-                                          single_scores)
+from bench.families.refine_common import (EVAL_METRICS, check_batch, fit_ranked_lists, refine_reference_kind,
+                                          reward_model_metrics, single_scores)
 from bench.families.rlvr_sft import CACHE_ENV_VAR, _save, canonical_json, sft_key
 from bench.families.sequence import (StackedPolicy, needs_value, stacked_init, transformer_config, value_forward,
                                      value_init)
 from bench.models.transformer import Block, TransformerConfig, TransformerPolicy, lecun_normal_
 from bench.schema import ConfigError
 from bench.seeding import generators, stream_seed
-from envs.refine.reward_model import pl_nll_ranked
 from envs.refine.sequence import RefineSequenceConfig, edit_fraction, gate_metrics, gold_reward, pairwise_accuracy, \
     rank_lists
 from envs.reversal import ReversalTask
@@ -214,18 +213,7 @@ def fit_scorer(scorer: SequenceScorer, cfg: RefineSequenceConfig, base: Transfor
     items = annotated_answers(cfg, base, x, cfg.list_size, g)
     ranked = rank_lists(items, gold_reward(task, x, items, cfg.gold), cfg.annotator_beta, g)
     tokens = pair_tokens(x, ranked)                                                  # [n, L, 2H]
-    order = torch.Generator().manual_seed(stream_seed(seed, "rm_fit"))
-    opt = torch.optim.AdamW(scorer.parameters(), lr=cfg.rm_lr, weight_decay=cfg.rm_l2)
-    b = min(cfg.rm_batch, cfg.annotations)
-    last = 0.0
-    for _ in range(cfg.rm_steps):
-        idx = torch.randperm(cfg.annotations, generator=order)[:b]
-        loss = pl_nll_ranked(cfg.annotator_beta * scorer(tokens[idx])) / b
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        last = float(loss.detach())
-    return {"rm_loss": last}
+    return fit_ranked_lists(lambda idx: scorer(tokens[idx]), scorer.parameters(), cfg.annotations, cfg, seed)
 
 
 def rm_parts(cfg: RefineSequenceConfig, tcfg: TransformerConfig, seed: int) -> dict[str, Any]:
@@ -289,10 +277,7 @@ class RefineSequenceTask:
 
     def __init__(self, settings: Any, seeds: list[int], batch_kind: str):
         cfg, algo, params = settings.env, settings.algorithm, settings.loss_params
-        check_batch(cfg.name, batch_kind, algo.candidates, _BUILDERS)
-        if batch_kind == "group" and cfg.k < 2:
-            raise ConfigError(f"env.k={cfg.k}: must be >= 2 for algorithm={algo.name} (K rewrites per state form "
-                              "a group; a group of one gives no gradient)")
+        check_batch(cfg.name, batch_kind, algo.candidates, _BUILDERS, cfg.k, algo.name)
         self.cfg, self.seeds, self.steps = cfg, list(seeds), settings.run.steps
         self.kind, self.loss = batch_kind, algo.loss
         self.device = device = settings.run.device

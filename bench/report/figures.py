@@ -238,6 +238,7 @@ _OVEROPTIMISATION = dict(name="overoptimisation", x=M.REFINE_KL_REF, y=M.REFINE_
 FIGURES: dict[str, list[TradeoffSpec]] = {
     "refine_tabular": [TradeoffSpec(**_OVEROPTIMISATION)],
     "refine_sequence": [TradeoffSpec(**_OVEROPTIMISATION)],
+    "refine_llm": [TradeoffSpec(**_OVEROPTIMISATION)],
 }
 """experiment → its x-y figures beside the learning curves (:func:`plot_tradeoffs`)."""
 

@@ -419,6 +419,20 @@ TABLES["refine_sequence"] = _refine_tables("sequence", _REFINE_SEQ_NOTES, "nats,
                                               "held-out pairs from pi0")
 
 
+# -- refinement family, LLM scale (bench/families/refine_llm.py): answer revision, Monte-Carlo on held-out problems --
+_REFINE_LLM_NOTES = (
+    "Answer revision on an RLVR task (env.task in the records); seed means of Monte-Carlo estimates on "
+    "`env.eval_prompts` held-out problems with their A1 from pi0 (the RLVR family's SFT model, frozen) and "
+    "`env.gate_k` refinements each (the gate's choice among them exact); R* is the task's verifier (0/1), R_phi an LM "
+    "scorer fitted once per seed on `env.annotations` simulated Bradley-Terry pairs of pi0 answers, the only reward "
+    "training and the gate see. The ceiling of the lift, 1 - E[R*(S, A1)], is eval/best_response_lift; pi0's sampled "
+    "accuracy is diag/base_accuracy in the records. KL is a sampled estimate of the sequence KL (nats).",
+    "Over-optimisation: overoptimisation.png plots the proxy-gold gap against KL(pi_theta || pi_ref) over training "
+    "(seed means), one panel per budget x T.",
+)
+TABLES["refine_llm"] = _refine_tables("LLM", _REFINE_LLM_NOTES, "nats, sequence, sampled", 2, "held-out pairs from pi0")
+
+
 def generic_specs(tidy: pd.DataFrame, runs: Optional[pd.DataFrame] = None) -> list[TableSpec]:
     """Final value of every ``train/`` and ``eval/`` metric per algorithm.
 
