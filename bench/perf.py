@@ -184,7 +184,8 @@ def profile_steps(overrides: list[str], steps: int, device: str) -> str:
     ops = sum(e.count for e in events if e.key.startswith("aten::"))
     kernels = sum(e.count for e in prof.events() if getattr(e, "device_type", None) is not None
                   and "CUDA" in str(e.device_type)) if cuda else 0
-    head = (f"{steps} steps, {wall:.4g} s/step under the profiler; {ops / steps:.0f} aten operator calls per step"
+    head = (f"{steps} steps, {wall:.4g} s/step wall under the profiler (Python overhead included; the table's self "
+            f"times count operators only); {ops / steps:.0f} aten operator calls per step (nested calls included)"
             + (f", {kernels / steps:.0f} CUDA kernels per step" if cuda else ""))
     sort = "self_cuda_time_total" if cuda else "self_cpu_time_total"
     return head + "\n\n" + events.table(sort_by=sort, row_limit=25) + "\n"
@@ -360,6 +361,10 @@ def main(argv: Optional[list[str]] = None) -> int:
 
     torch.set_num_threads(args.threads)
     chosen = [w for w in WORKLOADS if not args.only or any(s in w.name for s in args.only)]
+    if not chosen:
+        print(f"bench-perf: error: --only {' '.join(args.only)}: no workload matches; bench-perf --list names them",
+              file=sys.stderr)
+        return 2
     if args.profile:
         args.out.mkdir(parents=True, exist_ok=True)
         for w in (w for w in chosen if w.kind == "step"):
@@ -367,8 +372,9 @@ def main(argv: Optional[list[str]] = None) -> int:
             text = f"# {w.name} ({args.device})\n\n" + profile_steps([*w.overrides, *args.overrides], w.steps,
                                                                       args.device)
             slug = "".join(c if c.isalnum() else "-" for c in w.name)
-            (args.out / f"profile-{args.device.replace(':', '')}-{slug}.txt").write_text(text)
-            print(text)
+            path = args.out / f"profile-{args.device.replace(':', '')}-{slug}.txt"
+            path.write_text(text)
+            print(text + f"[bench-perf] written to {path}")
         return 0
     results = []
     for w in chosen:

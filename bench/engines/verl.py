@@ -102,7 +102,7 @@ def appendix_g_overrides(loss: str, model: str = "models/Qwen3-1.7B", data_dir: 
             "actor_rollout_ref.model.lora_alpha=64", "actor_rollout_ref.model.target_modules=all-linear",
             "actor_rollout_ref.actor.optim.lr=1e-5", "actor_rollout_ref.actor.optim.weight_decay=0.0",
             "actor_rollout_ref.actor.ppo_mini_batch_size=16", "actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu=16",
-            "actor_rollout_ref.actor.ppo_epochs=1", "actor_rollout_ref.rollout.n=16",
+            "actor_rollout_ref.actor.ppo_epochs=4", "actor_rollout_ref.rollout.n=16",   # E = 4: llm_rlvr paper scale
             "actor_rollout_ref.rollout.name=vllm", "actor_rollout_ref.rollout.temperature=1.0",
             "actor_rollout_ref.rollout.log_prob_micro_batch_size_per_gpu=16",
             "actor_rollout_ref.ref.log_prob_micro_batch_size_per_gpu=16",
@@ -206,12 +206,24 @@ def main(argv: Optional[list[str]] = None) -> None:
         from bench.cli import compose
         from bench.schema import to_settings
 
+        from hydra.errors import HydraException
+        from omegaconf.errors import OmegaConfBaseException
+
+        from bench.validate import composition_error_line
+
         data_dir = argv[1] if argv[0] == "--data" else "verl_data"
         rest = argv[2:] if argv[0] == "--data" else argv[1:]
-        settings = to_settings(compose(["env=rlvr", "engine=verl", *rest]))
-        if argv[0] == "--data":
-            print(write_data(settings, data_dir))
-        print(command(suite_overrides(settings, data_dir)))
+        try:
+            settings = to_settings(compose(["env=rlvr", "engine=verl", *rest]))
+            if argv[0] == "--data":
+                print(write_data(settings, data_dir))
+            print(command(suite_overrides(settings, data_dir)))
+        except HydraException as exc:   # unknown option / key: the same one line as `bench`
+            print(f"bench.engines.verl: error: {composition_error_line(exc)}", file=sys.stderr)
+            sys.exit(2)
+        except (ValueError, KeyError, OmegaConfBaseException) as exc:
+            print(f"bench.engines.verl: error: {str(exc).splitlines()[0]}", file=sys.stderr)
+            sys.exit(2)
         return
     os.environ.setdefault("VERL_USE_EXTERNAL_MODULES", MODULE)   # inherited by the Ray workers this run starts
     import importlib

@@ -82,8 +82,9 @@ class ReportResult:
         return not self.missing
 
 
-def _no_runs(where: Path, experiment: str) -> NoRunsError:
-    hint = "bench -m algorithm=... (an ad-hoc sweep)" if experiment == ADHOC else f"bench experiment={experiment}"
+def _no_runs(where: Path, experiment: str, scale: Optional[str] = None) -> NoRunsError:
+    hint = "bench -m algorithm=... (an ad-hoc sweep)" if experiment == ADHOC else \
+        f"bench experiment={experiment}" + (f" scale={scale}" if scale else "")
     return NoRunsError(f"no runs of experiment '{experiment}' in {where}; produce them with: {hint}")
 
 
@@ -232,13 +233,13 @@ def build_report(experiment: str, scale: Optional[str], runs_root: Path, results
     scale = resolve_scale(runs_root, experiment, scale)
     data = collect(runs_root, experiment, scale, metrics=_needed_metrics(experiment))
     if data.runs.empty:
-        raise _no_runs(runs_root / experiment / scale, experiment)
+        raise _no_runs(runs_root / experiment / scale, experiment, scale)
     command = command or f"bench-report {experiment} --scale {scale}"
     notes: list[str] = []
     if experiment == ADHOC:
         sel = select_adhoc(data, sweep)
         if sel.table_runs.empty:
-            raise _no_runs(Path(sweep) if sweep else runs_root / experiment / scale, experiment)
+            raise _no_runs(Path(sweep) if sweep else runs_root / experiment / scale, experiment, scale)
         specs = adhoc_specs(sel.tidy, sel.table_runs)
         grid = None
     else:

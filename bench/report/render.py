@@ -97,7 +97,7 @@ def best_mask(spec: TableSpec, cells: pd.DataFrame) -> pd.Series:
     mask = pd.Series(False, index=cells.index)
     point = spec.point if spec.point in cells else "value"
     has = cells[~cells[point].isna()]
-    if has.empty or spec.rows == "config":
+    if has.empty or spec.rows == "config" or not spec.bold:
         return mask
     groups = has.groupby(list(spec.columns), dropna=False) if spec.columns else [((), has)]
     for _, group in groups:

@@ -46,6 +46,8 @@ class TableSpec:
     decimals:        digits after the point in "mean ± s.e." cells (significant digits with ``number_format="g"``).
     number_format:   ``"f"`` (fixed point) or ``"g"`` (significant digits; for values spanning decades).
     lower_is_better: direction for bold-best and verdicts.
+    bold:            mark the best cell of each column (False where neither direction is better, e.g. an
+                     acceptance rate, or where every method shares the value by construction).
     published:       CSV file name under ``results/published`` or ``None``.
     tolerance:       absolute verdict tolerance in display units (value reductions).
     rel_tolerance:   relative verdict tolerance for steps-to-threshold.
@@ -76,6 +78,7 @@ class TableSpec:
     decimals: int = 3
     number_format: str = "f"
     lower_is_better: bool = True
+    bold: bool = True
     published: Optional[str] = None
     tolerance: float = 0.0
     rel_tolerance: float = 0.25
@@ -395,10 +398,10 @@ def _refine_tables(scale: str, notes: tuple[str, ...], kl: str, kl_decimals: int
         TableSpec("kl_ref", f"{t}: KL(pi_theta || pi_ref) to the initial refiner ({kl}) at the last step",
                   M.REFINE_KL_REF, decimals=kl_decimals, **_REFINE),
         TableSpec("acceptance_rate", f"{t}: acceptance rate P(deployed output != A1), %",
-                  M.REFINE_ACCEPT, scale=100, unit="%", decimals=1, lower_is_better=False, **_REFINE),
+                  M.REFINE_ACCEPT, scale=100, unit="%", decimals=1, lower_is_better=False, bold=False, **_REFINE),
         TableSpec("rm_accuracy", f"{t}: R_phi pairwise accuracy on {rm_pairs}, % (fitted before RL: the same for "
                   "every method of a seed)", M.REFINE_RM_ACCURACY, scale=100, unit="%", decimals=1,
-                  lower_is_better=False, **_REFINE),
+                  lower_is_better=False, bold=False, **_REFINE),
     ]
 
 
@@ -406,6 +409,11 @@ TABLES["refine_tabular"] = _refine_tables("tabular", _REFINE_NOTES, "nats", 3, "
 
 
 # -- refinement family, sequence scale (bench/families/refine_sequence.py): Monte-Carlo metrics on held-out states --
+_GAP_UNITS = ("Units: R_phi is fitted with Bradley-Terry logits beta_ann * R_phi (env.annotator_beta), so its "
+              "differences estimate differences of R* and the proxy-gold gap is in R*'s units. Columns differing only "
+              "in gate T train identically (same seeds; the gate acts only at deployment), so their gap and KL cells are "
+              "equal by construction.")
+
 _REFINE_SEQ_NOTES = (
     "Token reversal (H x V in the records); seed means of Monte-Carlo estimates on `env.eval_prompts` held-out "
     "states (x, A1) with `env.gate_k` refinements each (the gate's choice among them exact); R_phi, a transformer "
@@ -414,6 +422,7 @@ _REFINE_SEQ_NOTES = (
     "diag/base_token_accuracy in the records.",
     "Over-optimisation: overoptimisation.png plots the proxy-gold gap against KL(pi_theta || pi_ref) over training "
     "(seed means), one panel per budget x T.",
+    _GAP_UNITS,
 )
 TABLES["refine_sequence"] = _refine_tables("sequence", _REFINE_SEQ_NOTES, "nats, sequence", 2,
                                               "held-out pairs from pi0")
@@ -429,6 +438,7 @@ _REFINE_LLM_NOTES = (
     "accuracy is diag/base_accuracy in the records. KL is a sampled estimate of the sequence KL (nats).",
     "Over-optimisation: overoptimisation.png plots the proxy-gold gap against KL(pi_theta || pi_ref) over training "
     "(seed means), one panel per budget x T.",
+    _GAP_UNITS,
 )
 TABLES["refine_llm"] = _refine_tables("LLM", _REFINE_LLM_NOTES, "nats, sequence, sampled", 2, "held-out pairs from pi0")
 

@@ -42,3 +42,9 @@ def test_profile_writes_operator_counts_per_step(tmp_path):
     text = path.read_text()
     assert text.startswith("# terminal H=7 dg (1 seed) (cpu)") and "aten operator calls per step" in text
     assert "aten::" in text
+
+
+def test_only_matching_nothing_is_one_clear_line(tmp_path, capsys):
+    assert perf.main(["--only", "nosuchworkload", "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no workload matches" in err[0] and not list(tmp_path.iterdir())

@@ -134,3 +134,17 @@ def test_commands_compose_in_verls_own_config():
         default = compose("ppo_trainer", overrides=[*appendix_g_overrides("tpo")[:-7]])   # verl's own layout
         with pytest.raises(ValueError, match="balance_batch"):
             check_verl_config(default)
+
+
+@pytest.mark.parametrize("overrides, needle", [
+    (["experiment=llm_rlvr", "scale=quick"], "model.path=null"),
+    (["experiment=llm_rlvr", "scale=paper", "algorithm=tpoo"], "did you mean tpo?"),
+])
+def test_print_mode_refuses_bad_input_in_one_line(overrides, needle, capsys):
+    from bench.engines.verl import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(["--print", *overrides])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("bench.engines.verl: error:") and needle in err[0]
