@@ -135,18 +135,24 @@ def _compared(key: str) -> bool:
     return "." in key and not any(key == p or key.startswith(p + ".") for p in NOT_COMPARED)
 
 
+# keys a record leaves out at their default (bench.schema.record_config drops a native engine)
+ABSENT_MEANS = {"engine.name": "native"}
+
+
 def differences(expected: Mapping[str, Any], run: Mapping[str, Any], shared_matching: bool = False) -> list[str]:
     """``"key: run value (experiment file: value)"`` for every identity-relevant key that differs.
 
-    Keys absent from the run (an older record) read as ``missing``. ``env.matching`` is not
+    Keys absent from the run (an older record) read as ``missing`` (``engine.name`` as ``native``: records drop
+    the default engine). ``env.matching`` is not
     compared for a run whose matching is shared (grouped methods run once for both).
     """
     out = []
     for key in sorted(set(expected) | {k for k in run if not _isnan(run[k])}):
         if not _compared(key) or (shared_matching and key == "env.matching"):
             continue
-        want = key_text(expected[key]) if key in expected and not _isnan(expected[key]) else "missing"
-        got = key_text(run[key]) if key in run and not _isnan(run[key]) else "missing"
+        absent = ABSENT_MEANS.get(key, "missing")
+        want = key_text(expected[key]) if key in expected and not _isnan(expected[key]) else absent
+        got = key_text(run[key]) if key in run and not _isnan(run[key]) else absent
         if want != got:
             out.append(f"{key}: {got} (experiment file: {want})")
     return out

@@ -229,3 +229,12 @@ def test_claims_and_published_comparisons_collect_into_one_frame(runs_root, tmp_
                                                                                   "holds"]
     assert cells.loc[("dg", "V=2"), ["verdict", "detail"]].tolist() == ["fails", "ours better than the paper"]
     assert set(rows["commit"]) == {"0123456789ab"}
+
+
+def test_an_engine_run_differs_from_the_native_default_by_name():
+    from bench.report.grid import differences
+
+    out = differences({"algorithm.name": "tpo"}, {"algorithm.name": "tpo", "engine.name": "trl"})
+    assert out == ["engine.name: trl (experiment file: native)"]
+    assert differences({"env.k": 4}, {"env.k": 4}) == []
+    assert differences({"env.k": 4}, {}) == ["env.k: missing (experiment file: 4)"]
