@@ -51,6 +51,7 @@ from bench.families.refine_common import (EVAL_METRICS, check_batch, fit_ranked_
                                           reward_model_metrics, single_scores)
 from bench.families.refine_sequence import load_or_train
 from bench.families.sequence import needs_value
+from bench.families.rlvr import PerSeedModels
 from bench.schema import ConfigError
 from bench.seeding import stream_seed
 from envs.refine.llm import RefineLLMConfig, check_template, edit_fraction, gold_rewards, revision_prompt
@@ -154,7 +155,7 @@ class LLMRefineRollout:
     logp_ref: Optional[Tensor] = None
 
 
-class RefineLLMTask:
+class RefineLLMTask(PerSeedModels):
     """The LLM-scale refinement task as a :class:`bench.loop.Task` (module doc)."""
 
     def __init__(self, settings: Any, seeds: list[int], batch_kind: str):
@@ -250,19 +251,6 @@ class RefineLLMTask:
         self._constants = {M.diag("rollouts_per_step"): torch.full((S,), float(cfg.batch_size * cfg.k))}
 
     # -- parameters and state ------------------------------------------------------------------------
-    def _seed_params(self, i: int) -> list[Tensor]:
-        ps = [p for p in self.models[i].parameters() if p.requires_grad]
-        return ps + (list(self.values[i].parameters()) if self.values else [])
-
-    def parameters(self) -> list[Tensor]:
-        """Every trainable tensor of every seed (no seed axis: seed i's tensors belong to its models only)."""
-        return [p for i in range(len(self.seeds)) for p in self._seed_params(i)]
-
-    def grad_norm(self) -> Tensor:
-        """‖∇θ‖₂ per seed [S]."""
-        return torch.stack([sum((p.grad.detach().float().pow(2).sum() for p in self._seed_params(i)
-                                 if p.grad is not None), torch.zeros(())).sqrt() for i in range(len(self.seeds))])
-
     def state_dict(self) -> dict[str, Any]:
         return {"models": [{k: v.detach().clone() for k, v in m.state_dict().items()} for m in self.models],
                 "values": [{k: v.detach().clone() for k, v in m.state_dict().items()} for m in self.values],

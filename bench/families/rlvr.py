@@ -98,7 +98,25 @@ def _pad_to(x: Tensor, width: int, value: float = 0.0) -> Tensor:
     return torch.nn.functional.pad(x, (0, width - x.shape[-1]), value=value)
 
 
-class RLVRTask:
+class PerSeedModels:
+    """Parameters of a task holding one model per seed (``self.models``, optional ``self.values``): no seed axis on
+    the tensors, so the task also gives the loop its per-seed gradient norm."""
+
+    def _seed_params(self, i: int) -> list[Tensor]:
+        ps = [p for p in self.models[i].parameters() if p.requires_grad]
+        return ps + (list(self.values[i].parameters()) if self.values else [])
+
+    def parameters(self) -> list[Tensor]:
+        """Every trainable tensor of every seed (seed i's tensors belong to its models only)."""
+        return [p for i in range(len(self.seeds)) for p in self._seed_params(i)]
+
+    def grad_norm(self) -> Tensor:
+        """‖∇θ‖₂ per seed [S] (the loop's per-seed norm for tasks whose tensors carry no seed axis)."""
+        return torch.stack([sum((p.grad.detach().float().pow(2).sum() for p in self._seed_params(i)
+                                 if p.grad is not None), torch.zeros(())).sqrt() for i in range(len(self.seeds))])
+
+
+class RLVRTask(PerSeedModels):
     """The on-policy task of the LLM RLVR family (module docstring)."""
 
     def __init__(self, settings: Any, seeds: list[int], batch_kind: str) -> None:
@@ -164,24 +182,6 @@ class RLVRTask:
             self._constants[M.diag("sft_loss")] = torch.tensor([m["sft_loss"] for m in self.sft])
         self._t_rollout_end = None
         self._tokens = 0
-
-    # -- parameters -------------------------------------------------------------------------------
-    def _seed_params(self, i: int) -> list[Tensor]:
-        ps = [p for p in self.models[i].parameters() if p.requires_grad]
-        return ps + (list(self.values[i].parameters()) if self.values else [])
-
-    def parameters(self) -> list[Tensor]:
-        """Every trainable tensor of every seed (no seed axis: seed i's tensors belong to its model only)."""
-        return [p for i in range(len(self.seeds)) for p in self._seed_params(i)]
-
-    def grad_norm(self) -> Tensor:
-        """‖∇θ‖₂ per seed [S] (the loop's per-seed norm for tasks whose tensors carry no seed axis)."""
-        out = []
-        for i in range(len(self.seeds)):
-            sq = sum((p.grad.detach().float().pow(2).sum() for p in self._seed_params(i) if p.grad is not None),
-                     torch.zeros(()))
-            out.append(sq.sqrt())
-        return torch.stack(out)
 
     # -- rollout ----------------------------------------------------------------------------------
     def rollout(self, step: int) -> tuple[RLVRRollout, dict[str, Tensor]]:
