@@ -60,9 +60,13 @@ class LossRunner:
     batch_type: type
 
     def __call__(self, fields: Mapping[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
-        """Per-seed losses [S] and diagnostics {name: [S]} via ``vmap`` over the seed axis."""
+        """Per-seed losses [S] and diagnostics {name: [S]} via ``vmap`` over the seed axis; with one seed, the
+        loss is called on that seed's tensors directly (the same values, without vmap's per-operator cost)."""
         def one_seed(f: Mapping[str, Tensor]):
             return self.loss(self.batch_type(**f), self.params)
+        if next(iter(fields.values())).shape[0] == 1:
+            loss, diags = one_seed({k: v[0] for k, v in fields.items()})
+            return loss.unsqueeze(0), {k: v.unsqueeze(0) for k, v in diags.items()}
         return torch.func.vmap(one_seed, randomness="error")(dict(fields))
 
 

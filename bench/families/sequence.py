@@ -3,10 +3,11 @@ Figs. 8 and 10–15; docs/paper-map.md §5).
 
 All seeds of a configuration run in one process. Every policy parameter is
 stacked with a leading seed axis S (seed s initialised from its own ``"init"``
-stream, :func:`bench.seeding.generators`) and the one
-:class:`~bench.models.transformer.TransformerPolicy` template is evaluated with
-``torch.func.functional_call`` + ``torch.func.vmap`` over that axis — for the
-KV-cache decoder and for the training forward alike. Per-seed random streams:
+stream, :func:`bench.seeding.generators`) and evaluated by
+:func:`~bench.models.transformer.stacked_run` — the
+:class:`~bench.models.transformer.TransformerPolicy` forward with batched
+matmuls over that axis (no ``vmap``: a step issues the same operators for any
+S) — for the KV-cache decoder and for the training forward alike. Per-seed random streams:
 
     "init"        policy weights                 (common random numbers:
     "value_init"  learned-baseline head weights   the same for every algorithm
@@ -70,12 +71,12 @@ from typing import Any, Callable, Optional
 
 import torch
 from torch import Tensor, nn
-from torch.func import functional_call, vmap
+from torch.func import vmap
 
 from algorithms.dro import normalise_scores
 from bench import metrics as M
 from bench import rollout as R
-from bench.models.transformer import TransformerConfig, TransformerPolicy, lecun_normal_
+from bench.models.transformer import TransformerConfig, TransformerPolicy, lecun_normal_, stacked_run
 from bench.seeding import generators, to_device
 from envs.reversal import ReversalConfig, ReversalTask
 
@@ -132,61 +133,31 @@ def stacked_init(vocab: int, horizon: int, cfg: TransformerConfig, gens: list[to
     return {n: torch.stack([p[n].detach() for p in per_seed]).to(device) for n in per_seed[0]}
 
 
-class _Method(nn.Module):
-    """Calls ``model.<method>`` as ``forward`` so functional_call can reach prefill/decode."""
-
-    def __init__(self, model: nn.Module, method: str) -> None:
-        super().__init__()
-        self.model, self.method = model, method
-
-    def forward(self, *args):
-        return getattr(self.model, self.method)(*args)
-
-
-class _FunctionalPolicy:
-    """One seed's view of the template with parameters ``p``: prefill/decode via functional_call."""
-
-    def __init__(self, methods: tuple[nn.Module, nn.Module], p: dict[str, Tensor]) -> None:
-        self.methods, self.p = methods, {f"model.{k}": v for k, v in p.items()}
-
-    def prefill(self, tokens: Tensor):
-        return functional_call(self.methods[0], self.p, (tokens,))
-
-    def decode(self, tokens: Tensor, cache):
-        return functional_call(self.methods[1], self.p, (tokens, cache))
-
-
 class StackedPolicy:
-    """S policies (stacked parameters) seen as one decoder over seed-major rows.
+    """S policies (stacked parameters {name: [S, ...]}) seen as one decoder over seed-major rows.
 
-    ``prefill``/``decode`` take tokens [S·N, T] (rows of seed s at s·N … s·N+N−1), run
-    the template's method per seed under ``vmap`` and return logits [S·N, T, V] and a
-    KV cache laid out like a single model's, rows first ([S·N, heads, T, d_head]) — the
-    interface :func:`bench.rollout._decode` expects (it may repeat cache rows).
+    ``prefill``/``decode`` take tokens [S·N, T] (rows of seed s at s·N … s·N+N−1) and return logits
+    [S·N, T, V] and a KV cache laid out like a single model's, rows first ([S·N, heads, T, d_head]) — the
+    interface :func:`bench.rollout._decode` and :func:`bench.rollout.grouped_sequence_logp` expect (they may
+    repeat cache rows). One :func:`~bench.models.transformer.stacked_run` per call: batched matmuls over the
+    seed axis, no ``vmap``. ``__call__(tokens [S, ..., T])`` is the full forward → logits [S, ..., T, V].
     """
 
     def __init__(self, template: TransformerPolicy, params: dict[str, Tensor]) -> None:
-        self.params = {f"model.{k}": v for k, v in params.items()}
+        self.params, self.config = params, template.config
         self.S = next(iter(params.values())).shape[0]
-        pre, dec = _Method(template, "prefill"), _Method(template, "decode")
-        self._prefill = vmap(lambda p, x: functional_call(pre, p, (x,)))
-        self._decode = vmap(lambda p, x, c: functional_call(dec, p, (x, c)))
 
-    @staticmethod
-    def _flat(x: Tensor) -> Tensor:
-        return x.reshape(-1, *x.shape[2:])
-
-    def _seeded(self, x: Tensor) -> Tensor:
-        return x.reshape(self.S, -1, *x.shape[1:])
+    def __call__(self, tokens: Tensor) -> Tensor:
+        logits, _ = stacked_run(self.params, self.config, tokens.reshape(self.S, -1, tokens.shape[-1]))
+        return logits.reshape(*tokens.shape, -1)
 
     def prefill(self, tokens: Tensor):
-        logits, cache = self._prefill(self.params, self._seeded(tokens))
-        return self._flat(logits), tuple((self._flat(k), self._flat(v)) for k, v in cache)
+        logits, cache = stacked_run(self.params, self.config, tokens.reshape(self.S, -1, tokens.shape[-1]))
+        return logits.flatten(0, 1), cache
 
     def decode(self, tokens: Tensor, cache):
-        cache = tuple((self._seeded(k), self._seeded(v)) for k, v in cache)
-        logits, cache = self._decode(self.params, self._seeded(tokens), cache)
-        return self._flat(logits), tuple((self._flat(k), self._flat(v)) for k, v in cache)
+        logits, cache = stacked_run(self.params, self.config, tokens.reshape(self.S, -1, tokens.shape[-1]), cache)
+        return logits.flatten(0, 1), cache
 
 
 # -- learned baseline V(x) -------------------------------------------------------------------
@@ -266,10 +237,6 @@ class SequenceTask:
         self.prompt_gens = generators(self.seeds, "prompts")
         self.sample_gens = generators(self.seeds, "sample")
         self._constants = {M.diag(k): torch.full((S,), float(v), device=device) for k, v in self.derived.items()}
-        self._seq_logp = vmap(lambda p, x, y: R.sequence_logp(self._forward(p), x, y))
-        self._grouped_logp = vmap(lambda p, x, y: R.grouped_sequence_logp(_FunctionalPolicy(self._methods, p), x, y))
-        self._methods = (_Method(self.template, "prefill"), _Method(self.template, "decode"))
-        self._cand_logp = vmap(lambda p, x, y, c: R.token_candidate_logp(self._forward(p), x, y, c))
 
     # -- parameters (the optimizer's view) ----------------------------------------------------
     def parameters(self) -> list[Tensor]:
@@ -286,9 +253,6 @@ class SequenceTask:
     def parameter_views(self) -> dict[str, tuple[int, int]]:
         """The template's reference matrix views (q/k/v biases as [heads, head_dim]); seed axis = batch."""
         return self.template.parameter_views()
-
-    def _forward(self, p: dict[str, Tensor]) -> Callable[[Tensor], Tensor]:
-        return lambda tokens: functional_call(self.template, p, (tokens,))
 
     # -- randomness -----------------------------------------------------------------------------
     def draw_prompts(self) -> Tensor:
@@ -317,11 +281,14 @@ class SequenceTask:
         return ro, logged
 
     def _logp(self, params: dict[str, Tensor], ro: SeqRollout) -> Tensor:
+        """Log-probs [S, ...] of the rollout's tokens under stacked ``params`` (with grad when they carry it)."""
+        policy = StackedPolicy(self.template, params)
         if ro.candidates is not None:
-            return self._cand_logp(params, ro.prompts, ro.answers, ro.candidates)
+            return R.token_candidate_logp(policy, ro.prompts, ro.answers, ro.candidates)
         if ro.answers.dim() == 4:   # K answers per prompt: encode each prompt once
-            return self._grouped_logp(params, ro.prompts, ro.answers)
-        return self._seq_logp(params, ro.prompts, ro.answers)
+            return R.grouped_sequence_logp(policy, ro.prompts.flatten(0, 1),
+                                           ro.answers.flatten(0, 1)).reshape(ro.answers.shape)
+        return R.sequence_logp(policy, ro.prompts, ro.answers)
 
     def batch_fields(self, ro: SeqRollout) -> dict[str, Tensor]:
         return self.fields(self, ro, self._logp(self.policy, ro))

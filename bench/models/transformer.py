@@ -20,17 +20,23 @@ Initialisation: linear weights LeCun normal (normal truncated at ±2σ, rescaled
 so the variance is exactly 1/fan_in), biases 0, LayerNorm scale 1 / bias 0,
 token embedding N(0, 1/d_model), position embedding N(0, 0.02²).
 
-Functional use: ``forward(tokens)`` is the full-sequence logits, written
-without in-place ops or data-dependent Python control flow, so
+One implementation, any number of seeds: :func:`stacked_run` evaluates S
+policies at once from parameters stacked on a leading seed axis ([S, ...],
+names as in :class:`TransformerPolicy`) with batched matmuls — the sequence
+families train all seeds of a configuration this way, without ``vmap``, so a
+step issues the same operators for 1 seed as for 20. The module is the same
+function at S = 1 (its parameters viewed as [1, ...]). ``forward(tokens)`` is
+written without in-place ops or data-dependent Python control flow, so
 ``torch.func.functional_call`` + ``torch.func.vmap`` over stacked parameters
-work. Incremental decoding uses an explicit, immutable KV cache (a tuple of
-per-layer ``(k, v)`` tensors ``[N, heads, T, d_head]``) grown by
-concatenation.
+also work. Incremental decoding uses an explicit, immutable KV cache (a tuple
+of per-layer ``(k, v)`` tensors ``[N, heads, T, d_head]``; S·N seed-major rows
+for stacked parameters) grown by concatenation.
 """
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import reduce
 from typing import Optional
 
 import torch
@@ -88,23 +94,12 @@ class CausalSelfAttention(nn.Module):
 
     def _heads(self, x: Tensor) -> Tensor:
         """[N, T, d] → [N, h, T, d_h]."""
-        N, T, _ = x.shape
-        return x.reshape(N, T, self.n_heads, self.d_head).transpose(1, 2)
+        return _split_heads(x, x.shape[0], x.shape[1], self.n_heads)
 
     def forward(self, x: Tensor, past: Optional[tuple[Tensor, Tensor]] = None):
-        q, k, v = self._heads(self.q(x)), self._heads(self.k(x)), self._heads(self.v(x))
-        if past is not None:
-            k = torch.cat([past[0], k], dim=2)
-            v = torch.cat([past[1], v], dim=2)
-        T_q, T_k = q.shape[2], k.shape[2]
-        q_pos = torch.arange(T_k - T_q, T_k, device=x.device)
-        k_pos = torch.arange(T_k, device=x.device)
-        allowed = k_pos[None, :] <= q_pos[:, None]                                # [T_q, T_k]
-        scores = (q @ k.transpose(-1, -2)) * (1.0 / math.sqrt(self.d_head))       # [N, h, T_q, T_k]
-        scores = scores.masked_fill(~allowed, float("-inf"))
-        y = ops.softmax(scores, dim=-1) @ v                                        # [N, h, T_q, d_h]
-        y = y.transpose(1, 2).reshape(x.shape[0], T_q, -1)
-        return self.o(y), (k, v)
+        N, T, d = x.shape
+        y, kv = _attention(x.reshape(1, N * T, d), _own(self), "", (1, N, T), self.n_heads, past)
+        return y.reshape(N, T, d), kv
 
 
 class FeedForward(nn.Module):
@@ -116,7 +111,7 @@ class FeedForward(nn.Module):
         self.fc2 = nn.Linear(d_ff, d_model)
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.fc2(F.gelu(self.fc1(x), approximate="tanh"))
+        return _ffn(x.reshape(1, -1, x.shape[-1]), _own(self), "").reshape(*x.shape[:-1], -1)
 
 
 class Block(nn.Module):
@@ -124,15 +119,16 @@ class Block(nn.Module):
 
     def __init__(self, cfg: TransformerConfig) -> None:
         super().__init__()
+        self.config = cfg
         self.ln1 = nn.LayerNorm(cfg.d_model, eps=cfg.ln_eps)
         self.attn = CausalSelfAttention(cfg.d_model, cfg.n_heads)
         self.ln2 = nn.LayerNorm(cfg.d_model, eps=cfg.ln_eps)
         self.ffn = FeedForward(cfg.d_model, cfg.d_ff)
 
     def forward(self, h: Tensor, past: Optional[tuple[Tensor, Tensor]] = None):
-        a, kv = self.attn(self.ln1(h), past)
-        h = h + a
-        return h + self.ffn(self.ln2(h)), kv
+        N, T, d = h.shape
+        out, kv = _block(h.reshape(1, N * T, d), _own(self), "", (1, N, T), self.config, past)
+        return out.reshape(N, T, d), kv
 
 
 class TransformerPolicy(nn.Module):
@@ -213,21 +209,11 @@ class TransformerPolicy(nn.Module):
 
     # ------------------------------------------------------------------ forward passes
 
-    def _embed(self, tokens: Tensor, offset: int) -> Tensor:
-        """[N, T] tokens at absolute positions offset..offset+T−1 → [N, T, d]."""
-        T = tokens.shape[-1]
-        if offset + T > self.max_len:
-            raise ValueError(f"positions up to {offset + T} exceed the 2H buffer of {self.max_len}")
-        return self.tok_emb(tokens) + self.pos_emb[offset:offset + T]
-
     def _run(self, tokens: Tensor, cache: Optional[KVCache]):
-        offset = 0 if cache is None else cache[0][0].shape[2]
-        h = self._embed(tokens, offset)
-        new_cache = []
-        for i, block in enumerate(self.blocks):
-            h, kv = block(h, None if cache is None else cache[i])
-            new_cache.append(kv)
-        return self.head(self.ln_f(h)), tuple(new_cache)
+        """tokens [N, T] (+ cache) → logits [N, T, V], cache: :func:`stacked_run` at S = 1. The parameters are read
+        by attribute, so ``functional_call`` substitutes its tensors."""
+        logits, new_cache = stacked_run(_own(self), self.config, tokens.unsqueeze(0), cache)
+        return logits[0], new_cache
 
     def forward(self, tokens: Tensor) -> Tensor:
         """Full causal forward: tokens [..., T] (T ≤ 2H, starting at position 0) → logits [..., T, V]."""
@@ -250,3 +236,98 @@ class TransformerPolicy(nn.Module):
         rounding) to the matching slice of the full forward.
         """
         return self._run(tokens, cache)
+
+
+# ---------------------------------------------------------------------------- the stacked (seed-batched) forward
+
+def _key(name: str, leaf: str) -> str:
+    return f"{name}.{leaf}" if name else leaf
+
+
+def _own(module: nn.Module) -> dict[str, Tensor]:
+    """A module's parameters as a one-seed stack {name: [1, ...]}, read by attribute (so that
+    ``torch.func.functional_call`` substitutes its tensors)."""
+    return {n: reduce(getattr, n.split("."), module).unsqueeze(0) for n, _ in module.named_parameters()}
+
+
+def _linear(x: Tensor, p: dict[str, Tensor], name: str) -> Tensor:
+    """x [S, M, in] → x Wᵀ + b [S, M, out] for W = p[name.weight] [S, out, in], b = p[name.bias] [S, out]."""
+    return torch.baddbmm(p[_key(name, "bias")].unsqueeze(1), x, p[_key(name, "weight")].transpose(1, 2))
+
+
+def _layer_norm(x: Tensor, p: dict[str, Tensor], name: str, eps: float) -> Tensor:
+    """LayerNorm over the last axis of x [S, M, d] with per-seed scale and bias [S, d]."""
+    w, b = p[_key(name, "weight")], p[_key(name, "bias")]
+    if w.shape[0] == 1:   # one seed: the fused affine kernel
+        return F.layer_norm(x, x.shape[-1:], w[0], b[0], eps)
+    return torch.addcmul(b.unsqueeze(1), F.layer_norm(x, x.shape[-1:], eps=eps), w.unsqueeze(1))
+
+
+def _split_heads(t: Tensor, rows: int, T: int, n_heads: int) -> Tensor:
+    """Projections [..., d] of rows × T positions → [rows, h, T, d_h]; output feature h·d_h + j is head h, entry j."""
+    return t.reshape(rows, T, n_heads, t.shape[-1] // n_heads).transpose(1, 2)
+
+
+def _attention(x: Tensor, p: dict[str, Tensor], name: str, shape: tuple[int, int, int], n_heads: int,
+               past: Optional[tuple[Tensor, Tensor]]) -> tuple[Tensor, tuple[Tensor, Tensor]]:
+    """Causal self-attention of :class:`CausalSelfAttention` on x [S, N·T, d] (shape = (S, N, T)); past and the
+    returned (k, v) are [S·N, h, T_past (+ T), d_h], seed-major rows."""
+    S, N, T = shape
+    d = x.shape[-1]
+    d_head = d // n_heads
+    q, k, v = (_split_heads(_linear(x, p, _key(name, w)), S * N, T, n_heads) for w in ("q", "k", "v"))
+    if past is not None:
+        k = torch.cat([past[0], k], dim=2)
+        v = torch.cat([past[1], v], dim=2)
+    T_k = k.shape[2]
+    scores = (q @ k.transpose(-1, -2)) * (1.0 / math.sqrt(d_head))                     # [S·N, h, T, T_k]
+    if T > 1:   # one query (a decoding step) sits at the last position and sees every key
+        q_pos = torch.arange(T_k - T, T_k, device=x.device)
+        allowed = torch.arange(T_k, device=x.device)[None, :] <= q_pos[:, None]        # [T, T_k]
+        scores = scores.masked_fill(~allowed, float("-inf"))
+    y = (ops.softmax(scores, dim=-1) @ v).transpose(1, 2).reshape(S, N * T, d)
+    return _linear(y, p, _key(name, "o")), (k, v)
+
+
+def _ffn(x: Tensor, p: dict[str, Tensor], name: str) -> Tensor:
+    """x [S, M, d] ↦ W_2 gelu_tanh(W_1 x + b_1) + b_2 (:class:`FeedForward`)."""
+    return _linear(F.gelu(_linear(x, p, _key(name, "fc1")), approximate="tanh"), p, _key(name, "fc2"))
+
+
+def _block(h: Tensor, p: dict[str, Tensor], name: str, shape: tuple[int, int, int], config: TransformerConfig,
+           past: Optional[tuple[Tensor, Tensor]]) -> tuple[Tensor, tuple[Tensor, Tensor]]:
+    """Pre-LN block (:class:`Block`) on h [S, N·T, d]: h + Attn(LN_1(h)), then h + FFN(LN_2(h))."""
+    a, kv = _attention(_layer_norm(h, p, _key(name, "ln1"), config.ln_eps), p, _key(name, "attn"), shape,
+                       config.n_heads, past)
+    h = h + a
+    return h + _ffn(_layer_norm(h, p, _key(name, "ln2"), config.ln_eps), p, _key(name, "ffn")), kv
+
+
+def stacked_run(params: dict[str, Tensor], config: TransformerConfig, tokens: Tensor,
+                cache: Optional[KVCache] = None) -> tuple[Tensor, KVCache]:
+    """S transformer policies at once: the forward of :class:`TransformerPolicy` with stacked parameters.
+
+    params: {name: [S, ...]} with :class:`TransformerPolicy`'s parameter names; tokens [S, N, T] (long) placed
+    after the cached positions (0 without a cache); cache: per-layer (k, v) [S·N, heads, T_past, d_head] with the
+    rows of seed s at s·N … s·N + N − 1. Returns logits [S, N, T, V] and the grown cache (T_past + T positions).
+    Seed s's outputs (and gradients) are those of policy s alone, up to float rounding of the batched matmuls.
+
+        h_0 = E_tok[x] + P[pos];  h += Attn(LN_1(h));  h += W_2 gelu_tanh(W_1 LN_2(h) + b_1) + b_2
+        logits = W_head LN_f(h) + b_head
+
+    ValueError when the positions exceed the 2H buffer (``pos_emb``'s length).
+    """
+    S, N, T = tokens.shape
+    offset = 0 if cache is None else cache[0][0].shape[2]
+    tok, pos = params["tok_emb.weight"], params["pos_emb"]
+    if offset + T > pos.shape[1]:
+        raise ValueError(f"positions up to {offset + T} exceed the 2H buffer of {pos.shape[1]}")
+    V, d = tok.shape[1], tok.shape[2]
+    rows = tokens if S == 1 else tokens + (torch.arange(S, device=tokens.device) * V).view(S, 1, 1)
+    h = (F.embedding(rows, tok.reshape(S * V, d)) + pos[:, None, offset:offset + T]).reshape(S, N * T, d)
+    new_cache = []
+    for i in range(config.n_layers):
+        h, kv = _block(h, params, f"blocks.{i}", (S, N, T), config, None if cache is None else cache[i])
+        new_cache.append(kv)
+    logits = _linear(_layer_norm(h, params, "ln_f", config.ln_eps), params, "head")
+    return logits.reshape(S, N, T, V), tuple(new_cache)

@@ -120,7 +120,15 @@ def test_seed_inside_batch_equals_seed_alone(algorithm):
               on_log=lambda step, logged, key=key: logs[key].append({k: v.clone() for k, v in logged.items()}))
         tasks[key] = b.task
     for name, p in tasks["alone"].policy.items():
-        assert torch.allclose(tasks["batch"].policy[name][1], p[0], atol=1e-5, rtol=1e-4), name
+        # Attention is invariant to the key bias (it adds q·b_k to every key of a row): its exact gradient is 0 and
+        # the computed one rounding noise, which Muon (the reference split orthogonalises it as a [heads, d_head]
+        # matrix) turns into lr-sized steps — it differs with any change of rounding and never reaches the output.
+        if not name.endswith("attn.k.bias"):
+            assert torch.allclose(tasks["batch"].policy[name][1], p[0], atol=1e-5, rtol=1e-4), name
+    tokens = torch.randint(0, 2, (1, 5, 2 * 3), generator=torch.Generator().manual_seed(0))
+    batched = seq.StackedPolicy(tasks["batch"].template, {k: v[1:2] for k, v in tasks["batch"].policy.items()})(tokens)
+    alone = seq.StackedPolicy(tasks["alone"].template, tasks["alone"].policy)(tokens)
+    assert torch.allclose(batched, alone, atol=1e-4), "the trained policies' logits"
     for batched, alone in zip(logs["batch"], logs["alone"]):
         assert torch.allclose(batched[M.ERROR][1], alone[M.ERROR][0])
         assert torch.allclose(batched[M.LOSS_TOTAL][1], alone[M.LOSS_TOTAL][0], atol=1e-5, rtol=1e-4)
