@@ -77,6 +77,8 @@ WORKLOADS: tuple[Workload, ...] = (
              kind="experiment", algorithms=("pg", "dg", "tpo", "grpo")),
     Workload("tabular_multi paper (5 algos x 100 seeds x 1000 steps)", ("experiment=tabular_multi", "scale=paper"),
              kind="experiment", algorithms=("ce", "tpo", "dg", "pg", "grpo")),
+    *(Workload(f"tabular_multi {a} step (100 seeds)", ("experiment=tabular_multi", "scale=paper", f"algorithm={a}"),
+               steps=200) for a in ("ce", "tpo")),
     Workload("mnist step (B=100, 1 seed)", ("experiment=mnist", "algorithm=tpo", "run.seeds=1"), steps=20),
     Workload("mnist step (B=100, 20 seeds)", ("experiment=mnist", "algorithm=tpo", "run.seeds=20"), steps=10),
     *(_seq(f"terminal H=7 {a} (1 seed)", a, T3) for a in ("tpo", "grpo", "ppo", "dg")),
