@@ -45,6 +45,12 @@ def masked_sum(x: Tensor, mask: Tensor) -> Tensor:
     return torch.where(mask > 0, x * mask, torch.zeros_like(x)).sum(-1)
 
 
+def sequence_sum(x: Tensor, mask: Optional[Tensor]) -> Tensor:
+    """Σ_t x over the last dim, over real tokens only: :func:`masked_sum` with ``mask``, the plain sum without one
+    (the value and gradient of an all-ones mask, at a fraction of the operators). x [..., T] → [...]."""
+    return x.sum(-1) if mask is None else masked_sum(x, mask.to(x.dtype))
+
+
 def masked(x: Tensor, mask: Tensor) -> Tensor:
     """x where mask > 0, else 0 (same shape): per-token inputs with padding neutralised."""
     return torch.where(mask > 0, x, torch.zeros_like(x))
@@ -105,15 +111,15 @@ class GroupBatch:
 
     def seq_logp(self) -> Tensor:
         """[G, K] sequence log-prob ℓ_θ(y) = Σ_t mask·log π_θ(y_t | y_<t)."""
-        return masked_sum(self.logp, self.token_mask())
+        return sequence_sum(self.logp, self.mask)
 
     def seq_logp_old(self) -> Tensor:
         """[G, K] frozen behaviour sequence log-prob ℓ_old(y)."""
-        return masked_sum(self.logp_old, self.token_mask())
+        return sequence_sum(self.logp_old, self.mask)
 
     def seq_logp_ref(self) -> Tensor:
         """[G, K] fixed reference sequence log-prob ℓ_ref(y); ValueError if logp_ref is None."""
-        return masked_sum(require_field(self, "logp_ref", "a reference-policy term"), self.token_mask())
+        return sequence_sum(require_field(self, "logp_ref", "a reference-policy term"), self.mask)
 
 
 @dataclass(frozen=True)
@@ -174,7 +180,7 @@ class TrajectoryBatch:
         """[N] scalar score r: ``scores`` if given, else Σ_t mask·r_t."""
         if self.scores is not None:
             return self.scores
-        return masked_sum(self.rewards, self.token_mask())
+        return sequence_sum(self.rewards, self.mask)
 
 
 @dataclass(frozen=True)

@@ -172,7 +172,10 @@ class TabularMultiTask:
     def __init__(self, cfg: tab.TabularMultiConfig, seeds: list[int], batch_kind: str, candidates: str,
                  device: str = "cpu"):
         self.cfg, self.seeds, self.kind = cfg, list(seeds), batch_kind
-        self.z = tab.init_multi(cfg, generators(self.seeds, "init"), device).requires_grad_(True)
+        # [S, N, A] laid out action-major (strides of an [S, A, N] tensor): reductions over the A actions then run
+        # along a strided axis and vectorise over the contexts (3-4x faster on a CPU than over 10 contiguous values)
+        table = tab.init_multi(cfg, generators(self.seeds, "init"), device)
+        self.z = table.transpose(1, 2).contiguous().transpose(1, 2).requires_grad_(True)
         self.label = torch.nn.functional.one_hot(torch.tensor(cfg.correct), cfg.n_actions).to(self.z)
 
     def parameters(self) -> list[Tensor]:
