@@ -17,6 +17,7 @@ from typing import Optional
 import torch
 from torch import Tensor
 
+from . import diagnostics
 from .aggregate import aggregate, check_aggregation
 from .batch import GroupBatch, masked, require_field
 from .kl import kl_k3
@@ -131,6 +132,8 @@ def grpo_loss(batch: GroupBatch, params: GRPOParams) -> tuple[Tensor, dict[str, 
     kl = kl_k3(kl_x, torch.zeros_like(kl_x))
     x = -(surr - params.kl_beta * kl)
     loss = aggregate(x, mask, params.aggregation, weights=w, constant=params.agg_constant)
+    if not diagnostics.enabled():
+        return loss, {}
     with torch.no_grad():
         a_s, a_f = success_fail_means(adv, scores, params.zero_var_eps, rtol)
         diags = {

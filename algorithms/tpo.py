@@ -12,7 +12,7 @@ from typing import Optional
 import torch
 from torch import Tensor
 
-from . import ops
+from . import diagnostics, ops
 from .aggregate import aggregate, weighted_mean
 from .batch import GroupBatch, require_field
 from .kl import kl_k3
@@ -127,6 +127,8 @@ def tpo_loss(batch: GroupBatch, params: TPOParams) -> tuple[Tensor, dict[str, Te
         mask = batch.token_mask()
         kl = aggregate(kl_k3(batch.logp, batch.logp_ref), mask, "token_mean", weights=live.to(x.dtype))
         loss = loss + params.kl_beta * kl
+    if not diagnostics.enabled():
+        return loss, {}
     with torch.no_grad():
         rtol, live_w = params.zero_var_rtol, _live_weights(batch)
         q_s, q_f = success_fail_means(q, batch.scores, params.std_eps, rtol)

@@ -18,6 +18,7 @@ from typing import Any, Callable, Mapping, Optional, Protocol
 import torch
 from torch import Tensor
 
+from algorithms import diagnostics
 from bench import metrics as M
 from bench.precision import Precision, epoch_loss
 
@@ -47,8 +48,11 @@ class Task(Protocol):
         """Metrics measured after the optimizer step (e.g. a held-out evaluation
         every N steps: return ``{}`` on the other steps)."""
 
-    # Optional: ``grad_norm() -> [S]`` for tasks whose tensors carry no seed axis (one model per seed), and
-    # ``micro_batches(rollout) -> [(part, weight)]`` for gradient accumulation (:func:`accumulate`).
+    # Optional: ``grad_norm() -> [S]`` for tasks whose tensors carry no seed axis (one model per seed),
+    # ``micro_batches(rollout) -> [(part, weight)]`` for gradient accumulation (:func:`accumulate`), and
+    # ``logs_on_cadence = True`` for tasks that never return ``eval/`` metrics, so that a step is logged only on
+    # the loop's cadence: the loop then skips the losses' diagnostics and the gradient metrics on the other
+    # steps (:mod:`algorithms.diagnostics`; the task may skip its own metrics there too).
 
 
 @dataclass(frozen=True)
@@ -92,6 +96,10 @@ class LogWindow:
         self.n_seeds, self.steps, self.log_every = n_seeds, steps, log_every
         self.t_window, self.since = time.perf_counter(), 0
 
+    def due(self, step: int) -> bool:
+        """True when ``step`` will be logged on the cadence (every ``log_every`` steps, and the last step)."""
+        return self.since + 1 == self.log_every or step == self.steps - 1
+
     def exclude(self, seconds: float) -> None:
         """Leave ``seconds`` (e.g. an evaluation) out of the current window's ``time/step_s``."""
         self.t_window += seconds
@@ -119,28 +127,34 @@ def train(task: Task, loss_fn: LossRunner, optimizer: torch.optim.Optimizer, *, 
 
     Raises :class:`NonFinite` (after logging the offending step) as soon as a
     logged loss or metric is not finite.
+
+    For a task with ``logs_on_cadence`` (and no compiled loss), the steps that will not be logged skip the
+    losses' diagnostics, the gradient norm and the task's gradient metrics: they change no parameter.
     """
     params = task.parameters()
     forward = epoch_loss(task, loss_fn, precision)
     micro = getattr(task, "micro_batches", None)
     window = LogWindow(len(task.seeds), steps, log_every)
+    on_cadence = getattr(task, "logs_on_cadence", False) and not precision.compile
     for step in range(start_step, steps):
-        try:
-            with precision.autocast_context():
-                rollout, logged = task.rollout(step)
-        except RuntimeError as exc:  # e.g. sampling from a NaN policy
-            _raise_if_nonfinite(params, step, exc)
-            raise
-        for epoch in range(epochs):
-            optimizer.zero_grad(set_to_none=True)
-            losses, diags = accumulate(forward, rollout, micro)
-            if epoch == 0:
-                logged[M.LOSS_TOTAL] = losses.detach()
-                logged.update({M.diag(k): v.detach() for k, v in diags.items()})
-                logged[M.GRAD_NORM] = task.grad_norm() if hasattr(task, "grad_norm") else per_seed_grad_norm(params)
-                logged.update(task.grad_metrics(rollout))
-            optimizer.step()
-        logged.update(task.after_step(step))
+        measured = not on_cadence or window.due(step)
+        with diagnostics.computed(measured):
+            try:
+                with precision.autocast_context():
+                    rollout, logged = task.rollout(step)
+            except RuntimeError as exc:  # e.g. sampling from a NaN policy
+                _raise_if_nonfinite(params, step, exc)
+                raise
+            for epoch in range(epochs):
+                optimizer.zero_grad(set_to_none=True)
+                losses, diags = accumulate(forward, rollout, micro)
+                if epoch == 0 and measured:
+                    logged[M.LOSS_TOTAL] = losses.detach()
+                    logged.update({M.diag(k): v.detach() for k, v in diags.items()})
+                    logged[M.GRAD_NORM] = task.grad_norm() if hasattr(task, "grad_norm") else per_seed_grad_norm(params)
+                    logged.update(task.grad_metrics(rollout))
+                optimizer.step()
+            logged.update(task.after_step(step))
         window.end_step(step, logged, on_log)
         if on_step_end is not None:
             on_step_end(step)

@@ -199,6 +199,8 @@ class SeqRollout:
 class SequenceTask:
     """Token reversal with a stacked-seed transformer policy (see module docstring)."""
 
+    logs_on_cadence = True   # no evaluation: diagnostics only on the logged steps (bench.loop.train)
+
     def __init__(self, settings: Any, seeds: list[int], batch_kind: str) -> None:
         env, cand = settings.env, settings.algorithm.candidates
         self.env, self.candidates, self.seeds = env, cand, list(seeds)

@@ -33,7 +33,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from algorithms import ops
+from algorithms import diagnostics, ops
 from bench import metrics as M
 from bench.seeding import generators
 from envs import tabular as tab
@@ -67,6 +67,8 @@ class SingleRollout:
 class TabularSingleTask:
     """Single-context sampled bandit (paper Fig. 2)."""
 
+    logs_on_cadence = True   # no evaluation: metrics only on the logged steps (bench.loop.train)
+
     def __init__(self, cfg: tab.TabularSingleConfig, seeds: list[int], batch_kind: str, candidates: str,
                  device: str = "cpu"):
         self.cfg, self.seeds = cfg, list(seeds)
@@ -92,7 +94,7 @@ class TabularSingleTask:
             arms = tab.sample_arms(logp.exp(), self.cfg.batch_size, self.gens)
             adv = tab.centred_reward(arms, self.cfg.correct, self.cfg.reward_baseline)
             logged = {M.ERROR: tab.error(logp.exp(), self.cfg.correct),
-                      M.REWARD: adv.mean(-1) + self.cfg.reward_baseline}
+                      M.REWARD: adv.mean(-1) + self.cfg.reward_baseline} if diagnostics.enabled() else {}
         return SingleRollout(arms, adv, logp), logged
 
     def batch_fields(self, ro: SingleRollout) -> dict[str, Tensor]:
@@ -169,6 +171,8 @@ _SINGLE_BUILDERS = {
 class TabularMultiTask:
     """Multi-context exact-update bandit (paper Fig. 3)."""
 
+    logs_on_cadence = True   # no evaluation: metrics only on the logged steps (bench.loop.train)
+
     def __init__(self, cfg: tab.TabularMultiConfig, seeds: list[int], batch_kind: str, candidates: str,
                  device: str = "cpu"):
         self.cfg, self.seeds, self.kind = cfg, list(seeds), batch_kind
@@ -191,7 +195,7 @@ class TabularMultiTask:
     def rollout(self, step: int) -> tuple[Tensor, dict[str, Tensor]]:
         with torch.no_grad():
             logp = ops.log_softmax(self.z, -1)
-            return logp, {M.ERROR: tab.error(logp.exp(), self.cfg.correct)}
+            return logp, {M.ERROR: tab.error(logp.exp(), self.cfg.correct)} if diagnostics.enabled() else {}
 
     def batch_fields(self, logp_old: Tensor) -> dict[str, Tensor]:
         logp = ops.log_softmax(self.z, -1)
@@ -208,7 +212,9 @@ class TabularMultiTask:
         return {M.MISALIGNMENT: misalignment(-self.z.grad, oracle, self.cfg.cosine_eps)}
 
     def after_step(self, step: int) -> dict[str, Tensor]:
-        """The paper reports the error *after* each exact step."""
+        """The paper reports the error *after* each exact step (on the steps the loop logs)."""
+        if not diagnostics.enabled():
+            return {}
         with torch.no_grad():
             return {M.ERROR: tab.error(ops.softmax(self.z, -1), self.cfg.correct)}
 
