@@ -73,6 +73,7 @@ import torch
 from torch import Tensor, nn
 from torch.func import vmap
 
+from algorithms import diagnostics
 from algorithms.dro import normalise_scores
 from bench import metrics as M
 from bench import rollout as R
@@ -275,6 +276,8 @@ class SequenceTask:
                 ro.logp_ref = ro.logp_old
             elif self.reference == "initial":
                 ro.logp_ref = self._logp(self.initial, ro)
+            if not diagnostics.enabled():   # a step the loop does not log
+                return ro, {}
             logged = {M.ERROR: vmap(self.task.error)(c), M.REWARD: ro.scores.flatten(1).mean(-1) if
                       self.candidates != "token" else vmap(self.task.score)(c).mean(-1),
                       M.diag("all_fail_frac"): (group_scores <= 0).all(-1).flatten(1).to(c.dtype).mean(-1),
