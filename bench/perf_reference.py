@@ -53,11 +53,14 @@ print("REFERENCE_FINAL " + json.dumps(final))
 
 TABULAR = {   # experiment: (reference algorithm label → suite algorithm), (short, long) run lengths
     "tabular_single": ({"pg": "pg", "dg": "dg", "tpo": "tpo", "grpo": "grpo"}, (150, 600)),
-    "tabular_multi": ({"pg": "pg", "dg": "dg", "tpo": "tpo", "grpo": "grpo", "ce": "ce"}, (200, 1000)),
+    "tabular_multi": ({"pg": "pg", "dg": "dg", "tpo": "tpo", "grpo": "grpo", "ce": "ce"}, (200, 3000)),
 }
+# Run lengths are chosen so that the difference in work (≥ ~8 s on the faster side) dwarfs the ~±1 s run-to-run
+# spread of a process's start-up (imports, JIT compilation): the reference's multi-context step is ~3 ms and its DG
+# step ~45 ms, so 800 or 60 extra steps would leave a per-step figure mostly start-up noise.
 PAPER_STEPS = {"tabular_single": 150, "tabular_multi": 1000}   # TPO paper §3.1 / §3.2 (both implementations)
 TRANSFORMER_ALGORITHMS = ("tpo", "ppo", "dg", "grpo")
-TRANSFORMER_LENGTHS = {"ppo": (20, 100)}   # others: (20, 80)
+TRANSFORMER_LENGTHS = {"ppo": (20, 200), "dg": (20, 400)}   # others: (20, 80)
 
 
 @dataclass
