@@ -126,8 +126,9 @@ def model_inputs(prompts: Tensor, answers: Tensor) -> Tensor:
 def answer_log_probs(model: LogitsFn, prompts: Tensor, answers: Tensor) -> Tensor:
     """Full next-token log-distributions at every answer step, one forward pass: [..., H, V].
 
-    ``model`` is any callable tokens [..., T] → logits [..., T, V] (the module itself,
-    or a ``torch.func.functional_call`` partial for stacked parameters).
+    ``model`` is any callable tokens [..., T] → logits [..., T, V] (the module itself, a
+    :class:`bench.families.sequence.StackedPolicy` over stacked parameters with the seed axis first, or a
+    ``torch.func.functional_call`` partial).
     """
     H = prompts.shape[-1]
     logits = model(model_inputs(prompts, answers))                                   # [..., 2H−1, V]

@@ -16,7 +16,8 @@ The token reversal task. Per seed, three networks of the ``model=transformer`` a
   (kind ``refine_rm``). ``reward_model=gold``: R_φ = R*.
 * **the refiner** π_θ(A₂|x, A₁), trained: a TransformerPolicy over the buffer [x, A₁, A₂] (3H positions; its
   position table has 2·⌈3H/2⌉ rows) whose logits at answer step t get ``env.copy_bias``·1[v = A₁_t]. Seeds
-  are stacked and evaluated with ``torch.func.vmap`` as in :mod:`bench.families.sequence`.
+  are stacked: decoding runs through :class:`bench.families.sequence.StackedPolicy` (batched matmuls over the
+  seed axis), the training forward and R_φ under ``torch.func.vmap``.
 
 Cache: ``$XDG_CACHE_HOME/tpo-bench/<kind>/<key>.pt`` (else ``~/.cache/tpo-bench/...``), key = the first 16
 hex digits of SHA-256 over the canonical JSON of everything the weights depend on
@@ -321,7 +322,6 @@ class RefineSequenceTask:
         self.policy = {k: v.clone().requires_grad_(True) for k, v in init.items()}
         self.initial = init
         self.reference = refine_reference_kind(algo.loss, params)
-        self._dists = vmap(self._refiner_dists)
         self.value: dict[str, Tensor] = {}
         if needs_value(algo.loss, params):
             v0 = value_init(2 * H * V, settings.model.value_hidden, generators(self.seeds, "value_init"), device)
@@ -397,12 +397,12 @@ class RefineSequenceTask:
         gold, proxy = self.gold(x, items), self.proxy(x, items)
         return pairwise_accuracy(proxy[..., 0], proxy[..., 1], gold[..., 0], gold[..., 1])
 
-    def _refiner_dists(self, p: dict[str, Tensor], x: Tensor, a1: Tensor, y: Tensor) -> Tensor:
-        """One seed: log π(·|x, A₁, y_<t) [n, K, H, V] for x, a1 [n, H], y [n, K, H]."""
+    def _dists(self, p: dict[str, Tensor], x: Tensor, a1: Tensor, y: Tensor) -> Tensor:
+        """log π(·|x, A₁, y_<t) [S, n, K, H, V] for stacked ``p``, x, a1 [S, n, H], y [S, n, K, H]."""
         H = x.shape[-1]
-        ctx = torch.cat([x, a1], -1)[:, None].expand(*y.shape[:2], 2 * H)
-        logits = functional_call(self.template, p, (torch.cat([ctx, y[..., :-1]], -1),))[..., 2 * H - 1:, :]
-        bias = self.cfg.copy_bias * nn.functional.one_hot(a1, self.cfg.vocab).to(logits.dtype)[:, None]
+        ctx = torch.cat([x, a1], -1)[:, :, None].expand(*y.shape[:3], 2 * H)
+        logits = StackedPolicy(self.template, p)(torch.cat([ctx, y[..., :-1]], -1))[..., 2 * H - 1:, :]
+        bias = self.cfg.copy_bias * nn.functional.one_hot(a1, self.cfg.vocab).to(logits.dtype)[:, :, None]
         return torch.log_softmax(logits.float() + bias, -1)
 
     def refiner_logp(self, params: dict[str, Tensor], x: Tensor, a1: Tensor, y: Tensor) -> Tensor:

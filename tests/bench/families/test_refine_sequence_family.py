@@ -132,7 +132,8 @@ def test_a_seed_computes_the_same_alone_and_in_a_batch():
     both, logs2 = run(2, 0)
     alone, logs1 = run(1, 1)
     for k, v in both.policy.items():
-        assert torch.allclose(v[1].detach(), alone.policy[k][0].detach(), atol=1e-5), k
+        if not k.endswith("attn.k.bias"):   # zero exact gradient, rounding noise normalised by the optimizer
+            assert torch.allclose(v[1].detach(), alone.policy[k][0].detach(), atol=1e-5), k   # (test_sequence_family)
     assert abs(float(logs2[-1]["eval/lift"][1]) - float(logs1[-1]["eval/lift"][0])) < 1e-5
 
 
