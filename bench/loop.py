@@ -6,8 +6,8 @@
 
 All seeds of a configuration run together: every task tensor carries a
 leading seed axis S, the loss is evaluated per seed with ``torch.func.vmap``
-(so each seed's gradient is exactly the gradient it would get alone) and the
-per-seed losses are summed before ``backward``.
+(called directly when S = 1; either way each seed's gradient is the gradient it
+would get alone) and the per-seed losses are summed before ``backward``.
 """
 from __future__ import annotations
 

@@ -117,8 +117,9 @@ def sample_token_candidates(model, prompts: Tensor, K: int, generator: Optional[
 
 
 def model_inputs(prompts: Tensor, answers: Tensor) -> Tensor:
-    """Token buffer [..., 2H−1] = [x, y_0..y_{H−2}] for prompts [B, H] and answers [B, H] or [B, K, H]."""
-    x = prompts.reshape(prompts.shape[:1] + (1,) * (answers.dim() - prompts.dim()) + prompts.shape[1:])
+    """Token buffer [..., 2H−1] = [x, y_0..y_{H−2}] for prompts [..., H] and answers [..., H] or [..., K, H]
+    (the same leading axes, e.g. [B] or a seed axis and [S, B]; the K answers of a prompt share it)."""
+    x = prompts.reshape(prompts.shape[:-1] + (1,) * (answers.dim() - prompts.dim()) + prompts.shape[-1:])
     x = x.expand(answers.shape[:-1] + prompts.shape[-1:])
     return torch.cat([x, answers[..., :-1]], dim=-1)
 
@@ -149,8 +150,9 @@ def token_candidate_logp(model: LogitsFn, prompts: Tensor, answers: Tensor, cand
 def grouped_sequence_logp(model, prompts: Tensor, answers: Tensor) -> Tensor:
     """:func:`sequence_logp` for K answers per prompt, encoding each prompt once.
 
-    ``model`` has ``prefill``/``decode`` (a :class:`TransformerPolicy`, or a functional view of
-    one). prompts [B, H], answers [B, K, H] → per-token log π(y_t | x, y_<t) [B, K, H], with grad.
+    ``model`` has ``prefill``/``decode`` (a :class:`TransformerPolicy`, or a
+    :class:`bench.families.sequence.StackedPolicy` over seed-major rows). prompts [B, H], answers [B, K, H] →
+    per-token log π(y_t | x, y_<t) [B, K, H], with grad.
     The prompt is prefilled once per group ([B, H] tokens); the K answer prefixes
     y_0..y_{H−2} are then decoded against the cached prompt in one pass ([B·K, H−1] tokens)
     instead of K full ``[x, y_<H]`` buffers — about half the work of :func:`sequence_logp` at

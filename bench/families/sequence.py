@@ -6,8 +6,8 @@ stacked with a leading seed axis S (seed s initialised from its own ``"init"``
 stream, :func:`bench.seeding.generators`) and evaluated by
 :func:`~bench.models.transformer.stacked_run` — the
 :class:`~bench.models.transformer.TransformerPolicy` forward with batched
-matmuls over that axis (no ``vmap``: a step issues the same operators for any
-S) — for the KV-cache decoder and for the training forward alike. Per-seed random streams:
+matmuls over that axis (no ``vmap``: a step issues about the same operators for
+any S) — for the KV-cache decoder and for the training forward alike. Per-seed random streams:
 
     "init"        policy weights                 (common random numbers:
     "value_init"  learned-baseline head weights   the same for every algorithm

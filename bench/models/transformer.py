@@ -247,7 +247,8 @@ def _key(name: str, leaf: str) -> str:
 def _own(module: nn.Module) -> dict[str, Tensor]:
     """A module's parameters as a one-seed stack {name: [1, ...]}, read by attribute (so that
     ``torch.func.functional_call`` substitutes its tensors)."""
-    return {n: reduce(getattr, n.split("."), module).unsqueeze(0) for n, _ in module.named_parameters()}
+    return {n: reduce(getattr, n.split("."), module).unsqueeze(0)
+            for n, _ in module.named_parameters(remove_duplicate=False)}
 
 
 def _linear(x: Tensor, p: dict[str, Tensor], name: str) -> Tensor:
@@ -323,8 +324,9 @@ def stacked_run(params: dict[str, Tensor], config: TransformerConfig, tokens: Te
     if offset + T > pos.shape[1]:
         raise ValueError(f"positions up to {offset + T} exceed the 2H buffer of {pos.shape[1]}")
     V, d = tok.shape[1], tok.shape[2]
-    rows = tokens if S == 1 else tokens + (torch.arange(S, device=tokens.device) * V).view(S, 1, 1)
-    h = (F.embedding(rows, tok.reshape(S * V, d)) + pos[:, None, offset:offset + T]).reshape(S, N * T, d)
+    emb = F.embedding(tokens[0], tok[0])[None] if S == 1 else \
+        tok[torch.arange(S, device=tokens.device).view(S, 1, 1), tokens]     # per-seed table; ids ≥ V raise
+    h = (emb + pos[:, None, offset:offset + T]).reshape(S, N * T, d)
     new_cache = []
     for i in range(config.n_layers):
         h, kv = _block(h, params, f"blocks.{i}", (S, N, T), config, None if cache is None else cache[i])

@@ -117,3 +117,16 @@ def test_reinforce_smoke_reduces_token_error():
         opt.step()
     early, late = torch.stack(errors[:3]).mean().item(), torch.stack(errors[-5:]).mean().item()
     assert early > 0.3 and late < early - 0.15, (early, late)
+
+
+def test_model_inputs_pairs_each_prompt_with_its_answers_under_a_seed_axis():
+    from bench.rollout import model_inputs
+
+    prompts = torch.arange(12).reshape(2, 2, 3)              # [S, B, H]
+    answers = 100 + torch.arange(24).reshape(2, 2, 2, 3)     # [S, B, K, H]
+    buf = model_inputs(prompts, answers)
+    assert buf.shape == (2, 2, 2, 5)
+    for s in range(2):
+        for b in range(2):
+            for k in range(2):
+                assert torch.equal(buf[s, b, k], torch.cat([prompts[s, b], answers[s, b, k, :-1]]))

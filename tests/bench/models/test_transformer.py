@@ -133,3 +133,25 @@ def test_parameter_roles_and_qkv_bias_views():
         attn.q.bias.copy_(torch.arange(64, dtype=torch.float32))
     q = attn._heads(attn.q(torch.randn(1, 3, 64, generator=torch.Generator().manual_seed(0))))   # [1, h, T, d_h]
     assert torch.equal(q[0, :, 0], attn.q.bias.detach().view(*views["blocks.0.attn.q.bias"]))
+
+
+def test_stacked_run_equals_each_seed_alone_and_checks_token_ids():
+    from bench.families.sequence import stacked_init
+    from bench.models.transformer import stacked_run
+
+    cfg = TransformerConfig()
+    params = stacked_init(3, 4, cfg, [torch.Generator().manual_seed(s) for s in range(3)], "cpu")
+    tokens = torch.randint(0, 3, (3, 5, 6), generator=torch.Generator().manual_seed(0))
+    logits, _ = stacked_run(params, cfg, tokens)
+    for s in range(3):
+        torch.testing.assert_close(logits[s], _model(3, 4, seed=s)(tokens[s]), atol=1e-5, rtol=1e-5)
+    with pytest.raises(IndexError):   # an id ≥ V must not read the next seed's embedding table
+        stacked_run(params, cfg, torch.full((3, 1, 2), 3))
+
+
+def test_functional_call_with_one_tensor_under_two_names():
+    m = _model()
+    q = m.blocks[0].attn.q.bias
+    x = torch.randint(0, 2, (2, 5), generator=torch.Generator().manual_seed(0))
+    out = functional_call(m, {"blocks.0.attn.q.bias": q, "blocks.0.attn.k.bias": q}, (x,))
+    assert out.shape == (2, 5, 2) and torch.isfinite(out).all()
