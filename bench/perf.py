@@ -394,6 +394,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     stem.with_suffix(".md").write_text(text)
     stem.with_suffix(".json").write_text(json.dumps({"environment": env, "results": [asdict(r) for r in results]},
                                                     indent=2))
+    print(f"[bench-perf] written to {stem.with_suffix('.md')} and .json", file=sys.stderr)
     return 0
 
 

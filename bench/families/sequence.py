@@ -148,16 +148,19 @@ class StackedPolicy:
         self.params, self.config = params, template.config
         self.S = next(iter(params.values())).shape[0]
 
+    def _run(self, tokens: Tensor, cache=None):
+        """tokens with the seed axis first or seed-major rows → (logits [S, rows per seed, T, V], cache)."""
+        return stacked_run(self.params, self.config, tokens.reshape(self.S, -1, tokens.shape[-1]), cache)
+
     def __call__(self, tokens: Tensor) -> Tensor:
-        logits, _ = stacked_run(self.params, self.config, tokens.reshape(self.S, -1, tokens.shape[-1]))
-        return logits.reshape(*tokens.shape, -1)
+        return self._run(tokens)[0].reshape(*tokens.shape, -1)
 
     def prefill(self, tokens: Tensor):
-        logits, cache = stacked_run(self.params, self.config, tokens.reshape(self.S, -1, tokens.shape[-1]))
+        logits, cache = self._run(tokens)
         return logits.flatten(0, 1), cache
 
     def decode(self, tokens: Tensor, cache):
-        logits, cache = stacked_run(self.params, self.config, tokens.reshape(self.S, -1, tokens.shape[-1]), cache)
+        logits, cache = self._run(tokens, cache)
         return logits.flatten(0, 1), cache
 
 
