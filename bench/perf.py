@@ -333,12 +333,12 @@ def table3_projection(results: list[Result]) -> Optional[str]:
 def main(argv: Optional[list[str]] = None) -> int:
     ap = argparse.ArgumentParser(prog="bench-perf", description=__doc__.split("\n\n")[0])
     ap.add_argument("--only", nargs="*", default=None, help="substrings of workload names to run")
-    ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--device", default="cpu")
-    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--repeats", type=int, default=3, help="timed repeats per workload (median and min–max reported)")
+    ap.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
+    ap.add_argument("--threads", type=int, default=1, help="torch threads per process")
     ap.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", dest="overrides",
                     help="config overrides for every workload (e.g. run.autocast=bf16)")
-    ap.add_argument("--out", type=Path, default=Path("results/perf"))
+    ap.add_argument("--out", type=Path, default=Path("results/perf"), help="folder for the .md/.json tables")
     ap.add_argument("--list", action="store_true", help="list the workloads and exit")
     ap.add_argument("--in-process", action="store_true",
                     help="run every workload in this process (faster start; peak memory is then cumulative)")
