@@ -23,6 +23,9 @@ weight.
 * ``"constant"``:            Σ_n w_n S_n / constant (Dr.GRPO style; ``constant``
                               required, e.g. max tokens × groups).
 
+``mask=None`` means every token is real (no padding): the same value and gradient as an all-ones mask,
+without the masking operators (the losses pass the batch's own ``mask``, None when it has no padding).
+
 Every denominator that is 0 (nothing to average) is replaced by 1, so an empty
 reduction is 0 and still carries a (zero) gradient. Terms at padding (m = 0)
 are selected away, not multiplied by 0, so a non-finite term there cannot turn
@@ -59,26 +62,33 @@ def weighted_mean(v: Tensor, weights: Optional[Tensor] = None) -> Tensor:
 
 def aggregate(
     x: Tensor,
-    mask: Tensor,
+    mask: Optional[Tensor],
     mode: str,
     weights: Optional[Tensor] = None,
     constant: Optional[float] = None,
 ) -> Tensor:
-    """Reduce per-token terms x ([G, K, T] or [N, T]) to a scalar; see module doc."""
+    """Reduce per-token terms x ([G, K, T] or [N, T]) to a scalar; see module doc.
+
+    ``mask=None``: every token is real — the value and gradient of an all-ones mask, without its masking
+    operators. ValueError for an unknown mode or a mask/weights shape that does not match x."""
     check_aggregation(mode)
     if x.dim() not in (2, 3):
         raise ValueError(f"x: expected [N, T] or [G, K, T], got shape {tuple(x.shape)}")
-    if tuple(mask.shape) != tuple(x.shape):
+    if mask is not None and tuple(mask.shape) != tuple(x.shape):
         raise ValueError(f"mask: expected shape {tuple(x.shape)}, got {tuple(mask.shape)}")
     if weights is not None and tuple(weights.shape) != tuple(x.shape[:-1]):
         raise ValueError(f"weights: expected shape {tuple(x.shape[:-1])}, got {tuple(weights.shape)}")
-    m = mask.to(x.dtype)
     w = torch.ones(x.shape[:-1], dtype=x.dtype, device=x.device) if weights is None else weights.to(x.dtype)
-    seq_sum = torch.where(m > 0, x * m, torch.zeros_like(x)).sum(-1)  # S_n, shape x.shape[:-1]
+    if mask is None:
+        seq_sum, tokens = x.sum(-1), float(x.shape[-1])   # S_n; Σ_t m_nt = T for every sequence
+    else:
+        m = mask.to(x.dtype)
+        seq_sum = torch.where(m > 0, x * m, torch.zeros_like(x)).sum(-1)  # S_n, shape x.shape[:-1]
+        tokens = m.sum(-1)
     if mode == "token_mean":
-        return (w * seq_sum).sum() / safe_den((w * m.sum(-1)).sum())
+        return (w * seq_sum).sum() / safe_den((w * tokens).sum())
     if mode == "seq_mean_token_mean":
-        v = seq_sum / safe_den(m.sum(-1))
+        v = seq_sum / (safe_den(tokens) if mask is not None else max(tokens, 1.0))
         return (w * v).sum() / safe_den(w.sum())
     if mode == "seq_sum":
         return (w * seq_sum).sum() / safe_den(w.sum())

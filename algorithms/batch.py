@@ -51,9 +51,10 @@ def sequence_sum(x: Tensor, mask: Optional[Tensor]) -> Tensor:
     return x.sum(-1) if mask is None else masked_sum(x, mask.to(x.dtype))
 
 
-def masked(x: Tensor, mask: Tensor) -> Tensor:
-    """x where mask > 0, else 0 (same shape): per-token inputs with padding neutralised."""
-    return torch.where(mask > 0, x, torch.zeros_like(x))
+def masked(x: Tensor, mask: Optional[Tensor]) -> Tensor:
+    """x where mask > 0, else 0 (same shape): per-token inputs with padding neutralised; x itself when
+    ``mask`` is None (no padding)."""
+    return x if mask is None else torch.where(mask > 0, x, torch.zeros_like(x))
 
 
 def _check(name: str, t: Optional[Tensor], shape: tuple[int, ...]) -> None:
@@ -229,12 +230,13 @@ def group_to_trajectories(batch: GroupBatch) -> TrajectoryBatch:
     advantage multiplies every token's log-prob (sequence-level REINFORCE).
     """
     G, K, T = batch.shape
-    mask = batch.token_mask().reshape(G * K, T)
+    mask = None if batch.mask is None else batch.token_mask().reshape(G * K, T)
     scores = batch.scores.reshape(G * K)
     return TrajectoryBatch(
         logp=batch.logp.reshape(G * K, T),
         logp_old=batch.logp_old.reshape(G * K, T),
-        rewards=scores[:, None] * mask,
+        rewards=(scores[:, None].to(torch.promote_types(scores.dtype, batch.logp.dtype)).expand(G * K, T)
+                 if mask is None else scores[:, None] * mask),
         mask=mask,
         weights=None if batch.weights is None else batch.weights.reshape(G * K),
         logp_ref=None if batch.logp_ref is None else batch.logp_ref.reshape(G * K, T),

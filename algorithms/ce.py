@@ -36,6 +36,6 @@ def ce_loss(batch: GroupBatch, params: CEParams) -> tuple[Tensor, dict[str, Tens
     target = s / safe_den(s.sum(-1, keepdim=True))
     logp_group = ops.log_softmax(batch.seq_logp(), -1)
     x = -(target * logp_group)
-    loss = aggregate(x[..., None], torch.ones_like(x)[..., None], "group_sum")
+    loss = aggregate(x[..., None], None, "group_sum")
     p_target = (target * logp_group.exp()).sum(-1).mean()
     return loss, {"p_target": p_target.detach()}

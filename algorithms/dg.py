@@ -59,7 +59,7 @@ def dg_loss(batch: TrajectoryBatch, params: DGParams) -> tuple[Tensor, dict[str,
     exact tabular bandit with A = r, −∇_z loss = p σ(−log p)(e_y − π).
     """
     adv = trajectory_advantage(batch, params.baseline, params.baseline_value, params.zero_var_rtol)
-    mask = batch.token_mask()
+    mask = batch.mask   # None: no padding (aggregate/masked then skip their masking)
     logp = masked(batch.logp, mask)
     gate = delight_gate(adv, logp, params.eta, params.surprisal_clip)
     loss = aggregate(-(gate * adv).detach() * logp, mask, params.aggregation, weights=batch.weights)

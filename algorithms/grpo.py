@@ -118,8 +118,7 @@ def grpo_loss(batch: GroupBatch, params: GRPOParams) -> tuple[Tensor, dict[str, 
     if params.ratio_level == "sequence":
         new, old, mask = batch.seq_logp()[..., None], batch.seq_logp_old()[..., None], None
     else:
-        new, old, mask = batch.logp, batch.logp_old, batch.token_mask()
-    mask = torch.ones_like(new) if mask is None else mask
+        new, old, mask = batch.logp, batch.logp_old, batch.mask   # mask None: no padding
     c = params.log_ratio_clamp
     log_ratio = masked(new - old.detach(), mask).clamp(-c, c)
     surr, ratio = clipped_surrogate(log_ratio, adv[..., None], params.clip_eps)
@@ -160,6 +159,6 @@ def rloo_loss(batch: GroupBatch, params: RLOOParams) -> tuple[Tensor, dict[str, 
     A = (2/3, −2/3, −2/3, 2/3)); the gradient w.r.t. ℓ_θ is −A/G.
     """
     adv = leave_one_out_advantage(batch.scores.to(batch.logp.dtype), params.zero_var_rtol).detach()
-    mask = batch.token_mask()
+    mask = batch.mask   # None: no padding
     loss = aggregate(-adv[..., None] * masked(batch.logp, mask), mask, params.aggregation, weights=batch.weights)
     return loss, {"adv_abs": adv.abs().mean().detach()}

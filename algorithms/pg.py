@@ -51,7 +51,7 @@ def pg_loss(batch: TrajectoryBatch, params: PGParams) -> tuple[Tensor, dict[str,
     GRPO at ratio 1.
     """
     adv = trajectory_advantage(batch, params.baseline, params.baseline_value, params.zero_var_rtol)
-    mask = batch.token_mask()
+    mask = batch.mask   # None: no padding (aggregate/masked then skip their masking)
     loss = aggregate(-adv * masked(batch.logp, mask), mask, params.aggregation, weights=batch.weights)
     if params.baseline == "learned" and params.value_coef != 0:
         loss = loss + params.value_coef * value_loss(batch)

@@ -66,7 +66,7 @@ def ppo_loss(batch: TrajectoryBatch, params: PPOParams) -> tuple[Tensor, dict[st
     pg_loss's with the same advantage and aggregation.
     """
     adv = trajectory_advantage(batch, params.baseline, params.baseline_value, params.zero_var_rtol)
-    mask = batch.token_mask()
+    mask = batch.mask   # None: no padding (aggregate/masked then skip their masking)
     log_ratio = masked(batch.logp - batch.logp_old.detach(), mask)
     if params.log_ratio_clamp is not None:
         log_ratio = log_ratio.clamp(-params.log_ratio_clamp, params.log_ratio_clamp)
@@ -75,7 +75,7 @@ def ppo_loss(batch: TrajectoryBatch, params: PPOParams) -> tuple[Tensor, dict[st
     if params.value_coef > 0 and batch.values is not None:
         loss = loss + params.value_coef * value_loss(batch)
     with torch.no_grad():
-        clipped = ((ratio - 1.0).abs() > params.clip_eps).to(mask.dtype)
+        clipped = ((ratio - 1.0).abs() > params.clip_eps).to(batch.logp.dtype)
         diags = {
             "clip_frac": aggregate(clipped, mask, "token_mean", weights=batch.weights),
             "approx_kl": aggregate(kl_k3(log_ratio, torch.zeros_like(log_ratio)), mask, "token_mean",

@@ -166,7 +166,7 @@ def success_fail_means(v: Tensor, s: Tensor, eps: float = 1e-6,
 
 def advantage(
     rewards: Tensor,
-    mask: Tensor,
+    mask: Optional[Tensor],
     mode: str,
     constant: float = 0.0,
     baseline: Optional[Tensor] = None,
@@ -176,7 +176,7 @@ def advantage(
 ) -> Tensor:
     """Per-token advantage A [N, T] = r_t − b_t for trajectory methods (PG, PPO, DG).
 
-    Shapes: rewards, mask [N, T] (mask in {0, 1}); weights [N] or None.
+    Shapes: rewards, mask [N, T] (mask in {0, 1}; None: no padding); weights [N] or None.
     mode:
       * ``"constant"``:   b_t = constant.
       * ``"batch_mean"``: b_t = Σ_n w_n m_nt r_nt / Σ_n w_n m_nt, the (weighted,
@@ -191,12 +191,12 @@ def advantage(
     ValueError for an unknown mode or a missing baseline/values tensor.
     """
     check_baseline(mode)
-    real = mask > 0
-    r = torch.where(real, rewards.detach(), torch.zeros_like(rewards))
+    real = None if mask is None else mask > 0
+    r = rewards.detach() if real is None else torch.where(real, rewards.detach(), torch.zeros_like(rewards))
     if mode == "constant":
         a = r - float(constant)
     elif mode == "batch_mean":
-        m = mask.to(r.dtype)
+        m = torch.ones_like(r) if mask is None else mask.to(r.dtype)
         if weights is not None:
             m = m * weights.to(r.dtype)[:, None]
         b = ((r * m).sum(0) / _safe_den(m.sum(0)))[None, :]
@@ -210,7 +210,7 @@ def advantage(
         if values is None:
             raise ValueError("values: baseline='learned' needs batch.values [N], got None")
         a = r - values.detach().to(r.dtype)[:, None]
-    return torch.where(real, a, torch.zeros_like(a))
+    return a if real is None else torch.where(real, a, torch.zeros_like(a))
 
 
 def check_baseline(mode: str) -> None:
@@ -222,7 +222,7 @@ def check_baseline(mode: str) -> None:
 def trajectory_advantage(batch: TrajectoryBatch, mode: str, constant: float = 0.0,
                          rtol: Optional[float] = ZERO_VAR_RTOL) -> Tensor:
     """:func:`advantage` read off a :class:`TrajectoryBatch` (the one advantage of PG, PPO and DG)."""
-    return advantage(batch.rewards, batch.token_mask(), mode, constant, batch.baseline, batch.values, batch.weights,
+    return advantage(batch.rewards, batch.mask, mode, constant, batch.baseline, batch.values, batch.weights,
                      rtol)
 
 

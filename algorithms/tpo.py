@@ -120,11 +120,11 @@ def tpo_loss(batch: GroupBatch, params: TPOParams) -> tuple[Tensor, dict[str, Te
     p = logp_group.detach().exp()
     step = torch.where(live, ell - ell.detach(), torch.zeros_like(ell))   # value 0, ∂/∂ℓ = 1 on live candidates
     x = -(q * logp_group.detach()) + (p - q) * step
-    loss = aggregate(x[..., None], torch.ones_like(x)[..., None], "group_sum", weights=live.to(x.dtype))
+    loss = aggregate(x[..., None], None, "group_sum", weights=live.to(x.dtype))
     kl = None
     if params.kl_beta > 0:   # + β·KL(π‖π_ref), k3 per token, token mean over live candidates (as GRPO's penalty)
         require_field(batch, "logp_ref", "TPO with kl_beta > 0")
-        mask = batch.token_mask()
+        mask = batch.mask
         kl = aggregate(kl_k3(batch.logp, batch.logp_ref), mask, "token_mean", weights=live.to(x.dtype))
         loss = loss + params.kl_beta * kl
     if not diagnostics.enabled():
@@ -157,7 +157,7 @@ def group_pg_loss(batch: GroupBatch, params: GroupPGParams) -> tuple[Tensor, dic
     """
     u = standardised_scores(batch, params.std_eps, params.zero_var_rtol).detach()
     x = -(u / params.eta) * batch.seq_logp()
-    loss = aggregate(x[..., None], torch.ones_like(x)[..., None], "group_sum", weights=batch.candidate_weights())
+    loss = aggregate(x[..., None], None, "group_sum", weights=batch.candidate_weights())
     zero_var = zero_variance_groups(batch.scores, params.std_eps, _live_weights(batch), params.zero_var_rtol)
     diags = {"adv_abs": u.abs().mean(), "zero_var_frac": zero_var.to(u.dtype).mean()}
     return loss, {k: v.detach() for k, v in diags.items()}

@@ -105,3 +105,21 @@ def test_weighted_mean():
     assert weighted_mean(v).item() == 2.0
     assert weighted_mean(v, torch.tensor([3.0, 1.0], dtype=D)).item() == pytest.approx(1.5)
     assert weighted_mean(v, torch.zeros(2, dtype=D)).item() == 0.0
+
+
+@pytest.mark.parametrize("mode", AGGREGATIONS)
+@pytest.mark.parametrize("shape", [(5, 6), (3, 4, 5), (3, 4, 1)])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_no_mask_is_an_all_ones_mask(mode, shape, weighted):
+    """mask=None (no padding) gives the value and gradient of an all-ones mask, bit for bit."""
+    if mode == "group_sum" and len(shape) == 2:
+        pytest.skip("group_sum needs [G, K, T]")
+    x, _, w = _inputs(shape, seed=11, empty_row=False)
+    w = w if weighted else None
+    a, b = x.clone().requires_grad_(True), x.clone().requires_grad_(True)
+    with_ones = aggregate(a, torch.ones_like(x), mode, weights=w, constant=7.0)
+    without = aggregate(b, None, mode, weights=w, constant=7.0)
+    assert torch.equal(with_ones, without)
+    with_ones.backward()
+    without.backward()
+    assert torch.equal(a.grad, b.grad)

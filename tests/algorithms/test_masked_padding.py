@@ -3,6 +3,7 @@ every loss and its gradient finite, and contributes exactly 0 — the same loss 
 ordinary value there (no inf·0 = NaN). Real tokens with an extreme log-ratio are clamped (PPO, GRPO)."""
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
@@ -95,3 +96,24 @@ def test_ppo_masked_extreme_log_ratio_and_real_token_clamp():
     # unclamped (the TPO paper's PPO): the real extreme token overflows nothing at 50, but e^50 enters
     loss_none, _ = ppo_loss(b, PPOParams(baseline="constant", log_ratio_clamp=None))
     assert loss_none.item() == pytest.approx(-((2.0) + (-2.0 - math.exp(50))) / 2, rel=1e-12)
+
+
+@pytest.mark.parametrize("name", sorted(k for k, s in ALGORITHMS.items() if s.loss is not None))
+def test_no_mask_equals_an_all_ones_mask(name):
+    """A batch without a mask (no padding: the losses skip their masking operators) gives the loss, gradient
+    and diagnostics of the same batch with an all-ones mask, bit for bit."""
+    spec = ALGORITHMS[name]
+    make = _group if spec.batch == "group" else _traj
+    params = spec.params(**_extra(name))
+    base = make(0.0, seed=3)
+    ones = dataclasses.replace(base, mask=torch.ones_like(base.mask), logp=base.logp.detach().clone().requires_grad_())
+    none = dataclasses.replace(base, mask=None, logp=base.logp.detach().clone().requires_grad_())
+    loss_1, d_1 = spec.loss(ones, params)
+    loss_0, d_0 = spec.loss(none, params)
+    assert torch.equal(loss_1, loss_0), name
+    (g_1,) = torch.autograd.grad(loss_1, ones.logp)
+    (g_0,) = torch.autograd.grad(loss_0, none.logp)
+    assert torch.equal(g_1, g_0), name
+    assert d_1.keys() == d_0.keys()
+    for k in d_1:
+        assert torch.equal(d_1[k], d_0[k]), (name, k)
