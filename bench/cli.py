@@ -123,7 +123,7 @@ class ReportOnSweepEnd(Callback):
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         from bench.report import build_report
         from bench.report.api import ADHOC
-        from bench.report.grid import non_sweep
+        from bench.report.grid import command_overrides
 
         command = "bench " + " ".join(sys.argv[1:])
         adhoc = config.experiment == ADHOC
@@ -131,7 +131,7 @@ class ReportOnSweepEnd(Callback):
             sweep = Path(config.hydra.sweep.dir).resolve() if adhoc else None
             result = build_report(config.experiment, config.scale, Path(config.run.root), Path("results"),
                                   command=command, publish=self.publish and not adhoc, force=self.force,
-                                  overrides=non_sweep(list(config.hydra.overrides.task)), sweep=sweep)
+                                  overrides=command_overrides(list(config.hydra.overrides.task)), sweep=sweep)
         except Exception as exc:  # noqa: BLE001 - the runs are saved; say how to rebuild
             again = f"bench-report {ADHOC} --scale {config.scale} --sweep {config.hydra.sweep.dir}" if adhoc else \
                 f"bench-report {config.experiment} --scale {config.scale}"
@@ -164,8 +164,6 @@ def discard_job_dir() -> None:
     """Remove the job's Hydra output folder (``<run.root>/_hydra/<date>/<time>[/<job>]``) when it holds only
     Hydra's own files (``.hydra/`` and logs), so a refused config leaves nothing behind; emptied parents
     up to ``_hydra`` go too. Anything else in the folder keeps it."""
-    import shutil
-
     from hydra.core.hydra_config import HydraConfig
 
     if not HydraConfig.initialized():
@@ -174,15 +172,23 @@ def discard_job_dir() -> None:
     files = [p for p in out.rglob("*") if p.is_file()] if out.is_dir() else []
     if any(".hydra" not in p.relative_to(out).parts[:1] and p.suffix != ".log" for p in files):
         return
-    shutil.rmtree(out, ignore_errors=True)
-    for parent in out.parents:
+    remove_hydra_dir(out)
+
+
+def remove_hydra_dir(path: Path) -> None:
+    """Remove a Hydra output folder and then its parents that it left empty, up to ``_hydra``."""
+    import shutil
+
+    shutil.rmtree(path, ignore_errors=True)
+    for parent in path.parents:
         if parent.name == "_hydra" or not parent.is_dir() or any(parent.iterdir()):
             break
         parent.rmdir()
 
 
 def register_all() -> None:
-    """Schemas and the help page into Hydra's ConfigStore."""
+    """Schemas and the help page into Hydra's ConfigStore (the sweeper, ``hydra/sweeper=bench``, registers
+    itself from ``hydra_plugins/tpo_bench/sweeper.py`` when Hydra scans its plugins)."""
     register()
     _register_help()
 
@@ -215,6 +221,11 @@ def main() -> None:
         if not ours:
             raise
         print(f"bench: error: {composition_error_line(exc)}", file=sys.stderr)
+        sys.exit(2)
+    except ConfigError as exc:   # a sweep refused before its first job (hydra_plugins/tpo_bench/sweeper.py)
+        if not ours:
+            raise
+        print(f"bench: error: {exc}", file=sys.stderr)
         sys.exit(2)
     finally:
         if ours:

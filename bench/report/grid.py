@@ -76,6 +76,41 @@ def expand(params: Mapping[str, Any]) -> list[list[str]]:
     return [list(job) for batch in batches for job in batch]
 
 
+def command_overrides(overrides: Sequence[str]) -> list[str]:
+    """The overrides of a command line that can shape an experiment's grid: all but ``experiment=``,
+    ``scale=`` and ``hydra.*`` (sweeps kept: a sweep of one of the grid's axes widens it, :func:`expected_grid`)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    return [text for text, parsed in zip(overrides, OverridesParser.create().parse_overrides(list(overrides)))
+            if parsed.key_or_group not in ("experiment", "scale") and not parsed.key_or_group.startswith("hydra")]
+
+
+def widen_axes(params: Mapping[str, Any], overrides: Sequence[str]) -> dict[str, str]:
+    """``hydra.sweeper.params`` with the command line's values of a swept key joined to that axis.
+
+    Hydra runs the command line's value of a key the experiment sweeps instead of the sweep
+    (``bench experiment=table3_terminal env.horizon=3`` runs H = 3 only); the report's grid keeps the
+    experiment's values and adds the new ones, so the run is a grid point and the rest of the table
+    still shows (filled by earlier runs, or named missing). ``{"env.horizon": "7,8"}`` and
+    ``["env.horizon=3"]`` give ``{"env.horizon": "7,8,3"}``; keys that are not axes are left out."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parser = OverridesParser.create()
+    out = {k: str(v) for k, v in params.items()}
+    for parsed in parser.parse_overrides(list(overrides)):
+        key = parsed.key_or_group.lstrip("+~")
+        if key not in out:
+            continue
+        values = _values(parser.parse_overrides([f"{key}={out[key]}"])[0])
+        out[key] = ",".join(values + [v for v in _values(parsed) if v not in values])
+    return out
+
+
+def _values(parsed: Any) -> list[str]:
+    return list(parsed.sweep_string_iterator()) if parsed.is_sweep_override() else \
+        [parsed.get_value_element_as_str()]
+
+
 def non_sweep(overrides: Sequence[str]) -> list[str]:
     """The overrides of a command line that are not sweeps (``run.seeds=30``, not ``algorithm=tpo,pg``),
     without ``experiment=``/``scale=`` and without ``hydra.*`` keys."""
@@ -90,6 +125,10 @@ def non_sweep(overrides: Sequence[str]) -> list[str]:
     return kept
 
 
+def _key(override: str) -> str:
+    return override.split("=", 1)[0].lstrip("+~")
+
+
 def _record_key(override_key: str, groups: set[str]) -> str:
     key = override_key.lstrip("+~")
     return f"{key}.name" if key in groups else key
@@ -98,13 +137,17 @@ def _record_key(override_key: str, groups: set[str]) -> str:
 def expected_grid(experiment: str, scale: str, overrides: Sequence[str] = ()) -> Optional[list[ExpectedRun]]:
     """The grid of ``bench experiment=EXPERIMENT scale=SCALE [overrides]``; ``None`` when the
     experiment has no config file (e.g. ``adhoc``) or no sweep. Raises :class:`GridError` when
-    the experiment's config does not compose (the message is Hydra's)."""
+    the experiment's config does not compose (the message is Hydra's).
+
+    ``overrides``: the command line's (:func:`command_overrides`). A plain value of a key that is not an
+    axis applies to every grid point (``run.seeds=30``); a value, or a sweep, of an axis key joins that
+    axis (:func:`widen_axes`); a sweep of any other key is not part of the experiment's grid."""
     from bench.cli import CONF_DIR
     from bench.schema import record_config
 
     if not (Path(CONF_DIR) / "experiment" / f"{experiment}.yaml").exists():
         return None
-    base = [f"experiment={experiment}", f"scale={scale}", *overrides]
+    base = [f"experiment={experiment}", f"scale={scale}", *non_sweep(overrides)]
     groups = _groups()
     try:
         with _composer() as compose:
@@ -112,6 +155,8 @@ def expected_grid(experiment: str, scale: str, overrides: Sequence[str] = ()) ->
             params = dict(top.hydra.sweeper.get("params") or {})
             if not params:
                 return None
+            params = widen_axes(params, overrides)
+            base = [o for o in base if _key(o) not in params]   # an axis's value comes from its grid point
             grid = []
             for job in expand(params):
                 record = flatten(record_config(compose("config", overrides=[*base, *job])))

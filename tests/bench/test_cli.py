@@ -64,6 +64,21 @@ def test_out_of_range_config_is_refused_before_any_run_directory(tmp_path, args,
     assert_no_run_directory(tmp_path / "runs")
 
 
+@pytest.mark.parametrize("args, expect", [
+    (("algorithm.eta=1,-1",), "algorithm.eta=-1.0: must be > 0 (job algorithm.eta=-1; none of the sweep's 2 jobs"),
+    (("algorithm=tpo,pgg",), "algorithm=pgg: no such option; did you mean pg?"),
+])
+def test_a_sweep_with_one_bad_job_is_refused_before_any_job_runs(tmp_path, args, expect):
+    """Every job of a sweep is validated before the first is launched (hydra_plugins/tpo_bench/sweeper.py):
+    the good first job does not run, Hydra does not announce the launch, the sweep folder is removed."""
+    out = bench("-m", "env=tabular_single", "run.seeds=1", "run.steps=2", *args, "logger=none",
+                f"run.root={tmp_path / 'runs'}", cwd=tmp_path)
+    assert out.returncode == 2
+    assert one_error_line(out).startswith(expect)
+    assert "Launching" not in out.stdout + out.stderr
+    assert_no_run_directory(tmp_path / "runs")
+
+
 @pytest.mark.parametrize("damage", ["truncated", "wrong-magic"])
 def test_corrupt_mnist_file_is_one_line_and_leaves_no_run_directory(tmp_path, damage):
     import numpy as np

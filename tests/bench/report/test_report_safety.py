@@ -14,7 +14,7 @@ from bench.cli import compose
 from bench.records import RunWriter
 from bench.report import build_report, compare as C
 from bench.report import cli
-from bench.report.grid import expected_grid, non_sweep
+from bench.report.grid import command_overrides, expected_grid, non_sweep, widen_axes
 from bench.run import identity
 from bench.schema import record_config
 
@@ -39,6 +39,22 @@ def test_scale_file_replaces_the_grid_and_overrides_reach_every_point():
                                                   {"algorithm.name": "tpo", "env.k": "16"}]
     assert len(grid) == 6 and {e.config["run.seeds"] for e in grid} == {3}
     assert expected_grid("adhoc", "quick") is None
+
+
+def test_a_value_of_a_swept_key_joins_its_axis():
+    """`bench experiment=sweep_k env.k=3` runs K = 3 only; its report's grid is the experiment's plus K = 3,
+    so that run is a grid point and the other cells still show (a sweep of an axis joins it the same way)."""
+    base = {dict(e.coords)["env.k"] for e in expected_grid("sweep_k", "quick")}
+    grid = expected_grid("sweep_k", "quick", ["env.k=3", "run.seeds=3"])
+    ks = [dict(e.coords)["env.k"] for e in grid]
+    assert set(ks) == base | {"3"} and ks.count("3") == 2   # both algorithms at K = 3
+    assert all(e.config["env.k"] == int(dict(e.coords)["env.k"]) for e in grid)
+    assert {e.config["run.seeds"] for e in grid} == {3}
+    swept = expected_grid("sweep_k", "quick", ["env.k=3,5", "algorithm.eta=1,2"])   # eta is no axis: ignored
+    assert {dict(e.coords)["env.k"] for e in swept} == base | {"3", "5"}
+    assert widen_axes({"env.horizon": "7,8", "algorithm": "tpo,pg"}, ["env.horizon=3", "algorithm=tpo", "x=1"]) \
+        == {"env.horizon": "7,8,3", "algorithm": "tpo,pg"}
+    assert command_overrides(["experiment=x", "scale=paper", "env.k=3,5", "hydra.job.chdir=true"]) == ["env.k=3,5"]
 
 
 def test_non_sweep_keeps_plain_overrides_only():
