@@ -4,7 +4,8 @@ An experiment file sets ``hydra.sweeper.params`` (its scale file may replace the
 grid is read from the *composed* config (``conf/experiment/NAME.yaml`` + ``conf/scales/NAME/SCALE.yaml``
 + any extra overrides), parsed with Hydra's override parser and expanded with Hydra's basic
 sweeper, so the report expects exactly the jobs ``bench experiment=NAME scale=SCALE`` launches.
-Each grid point is composed too, so the expected run's full resolved config is known: a
+Each grid point is composed too (at the end of a sweep, the configs its jobs were composed with before
+launch are reused: :func:`remember_job`), so the expected run's full resolved config is known: a
 record is matched to a grid point by the swept values, and any other identity-relevant value
 that differs from the experiment file is reported.
 """
@@ -59,6 +60,26 @@ def _composer() -> Iterator[Any]:
         return
     with initialize_config_dir(str(CONF_DIR), version_base=None):
         yield compose
+
+
+_COMPOSED: dict[frozenset, dict[str, Any]] = {}
+"""Flattened record configs of the jobs a sweep in this process composed before launching them
+(hydra_plugins/tpo_bench/sweeper.py), keyed by the job's set of overrides: the sweep-end report reads its grid
+points from here instead of composing each of them again."""
+
+
+def remember_job(overrides: Sequence[str], cfg: Any) -> None:
+    """Keep the composed config ``cfg`` (with or without its ``hydra`` node) of the job ``overrides`` for
+    :func:`expected_grid`. Best effort: a config that does not resolve is simply not kept."""
+    from omegaconf import OmegaConf
+
+    from bench.schema import record_config
+
+    try:
+        job = OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"])
+        _COMPOSED[frozenset(overrides)] = flatten(record_config(job))
+    except Exception:  # noqa: BLE001 - the report then composes this grid point itself
+        pass
 
 
 def _groups() -> set[str]:
@@ -159,7 +180,9 @@ def expected_grid(experiment: str, scale: str, overrides: Sequence[str] = ()) ->
             base = [o for o in base if _key(o) not in params]   # an axis's value comes from its grid point
             grid = []
             for job in expand(params):
-                record = flatten(record_config(compose("config", overrides=[*base, *job])))
+                known = _COMPOSED.get(frozenset([*base, *job]))
+                record = dict(known) if known is not None else \
+                    flatten(record_config(compose("config", overrides=[*base, *job])))
                 coords = {}
                 for text in job:
                     key = _record_key(text.split("=", 1)[0], groups)

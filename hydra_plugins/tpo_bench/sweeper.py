@@ -39,6 +39,8 @@ class ValidatingSweeper(BasicSweeper):
     """:class:`BasicSweeper` whose legality check also validates each job's settings (module doc)."""
 
     def validate_batch_is_legal(self, batch: Sequence[Sequence[str]]) -> None:
+        from bench.report.grid import remember_job   # here, not at the top: Hydra imports this module at every start
+
         loader = self.hydra_context.config_loader
         launched = sum(len(b) for b in (self.overrides or [])[:max(self.batch_index - 1, 0)])
         for overrides in batch:
@@ -57,6 +59,7 @@ class ValidatingSweeper(BasicSweeper):
                 ran = (f"the {launched} jobs of earlier batches ran, none of this batch's {len(batch)}" if launched
                        else f"none of the sweep's {len(batch)} jobs was launched")
                 raise SweepRefused(f"{exc} (job {' '.join(job)}; {ran})") from None
+            remember_job(overrides, cfg)   # the sweep-end report's grid point, without composing it again
 
 
 def _discard_sweep_dir(sweep_dir: Path) -> None:

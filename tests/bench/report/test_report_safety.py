@@ -254,3 +254,35 @@ def test_an_engine_run_differs_from_the_native_default_by_name():
     assert out == ["engine.name: trl (experiment file: native)"]
     assert differences({"env.k": 4}, {"env.k": 4}) == []
     assert differences({"env.k": 4}, {}) == ["env.k: missing (experiment file: 4)"]
+
+
+def test_a_remembered_job_config_is_the_grid_points_own():
+    """The sweep keeps each job's composed config (hydra_plugins/tpo_bench/sweeper.py); the grid point read
+    from it equals the one composed afresh, so the sweep-end report need not compose its grid again."""
+    from bench.report import grid as grid_module
+
+    fresh = expected_grid("tabular_multi", "paper", ["run.seeds=3"])
+    overrides = ["experiment=tabular_multi", "scale=paper", "run.seeds=3", "algorithm=tpo"]
+    with_hydra = compose_with_hydra(overrides)
+    key = frozenset(overrides)
+    try:
+        grid_module.remember_job(overrides, with_hydra)
+        assert grid_module._COMPOSED[key] == dict(fresh[1].config)   # the tpo point, composed with the hydra node
+        grid_module._COMPOSED[key] = {**grid_module._COMPOSED[key], "marker": "remembered"}
+        again = expected_grid("tabular_multi", "paper", ["run.seeds=3"])
+    finally:
+        grid_module._COMPOSED.pop(key, None)
+    assert again[1].config["marker"] == "remembered"   # read from the sweep's configs, not composed again
+    assert [e.config for e in again[:1] + again[2:]] == [e.config for e in fresh[:1] + fresh[2:]]
+    grid_module.remember_job(["x=1"], object())   # not a config: not kept, no error
+    assert frozenset(["x=1"]) not in grid_module._COMPOSED
+
+
+def compose_with_hydra(overrides):
+    from hydra import compose as hydra_compose, initialize_config_dir
+
+    from bench.cli import CONF_DIR, register_all
+
+    register_all()
+    with initialize_config_dir(str(CONF_DIR), version_base=None):
+        return hydra_compose("config", overrides=overrides, return_hydra_config=True)
