@@ -163,7 +163,7 @@ def _hydra_main(cfg: DictConfig) -> Any:
 def discard_job_dir() -> None:
     """Remove the job's Hydra output folder (``<run.root>/_hydra/<date>/<time>[/<job>]``) when it holds only
     Hydra's own files (``.hydra/`` and logs), so a refused config leaves nothing behind; emptied parents
-    up to ``_hydra`` go too. Anything else in the folder keeps it."""
+    up to ``_hydra`` go too (``_hydra`` itself when it is left empty). Anything else in the folder keeps it."""
     from hydra.core.hydra_config import HydraConfig
 
     if not HydraConfig.initialized():
@@ -176,14 +176,16 @@ def discard_job_dir() -> None:
 
 
 def remove_hydra_dir(path: Path) -> None:
-    """Remove a Hydra output folder and then its parents that it left empty, up to ``_hydra``."""
+    """Remove a Hydra output folder and then its parents that it left empty, up to and including ``_hydra``."""
     import shutil
 
     shutil.rmtree(path, ignore_errors=True)
     for parent in path.parents:
-        if parent.name == "_hydra" or not parent.is_dir() or any(parent.iterdir()):
+        if not parent.is_dir() or any(parent.iterdir()):
             break
         parent.rmdir()
+        if parent.name == "_hydra":
+            break
 
 
 def register_all() -> None:

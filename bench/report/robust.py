@@ -42,10 +42,15 @@ CONFIDENCE = 0.95
 
 
 def _rliable():
-    """``(library, metrics)`` of rliable, imported on first use (it pulls in arch and seaborn)."""
+    """``(library, metrics)`` of rliable, imported on first use (it pulls in arch and seaborn). Its progress lines
+    ("Calculating estimates for …", absl logging at INFO) are silenced: under a Hydra sweep's logging they would
+    print beside the tables."""
+    import logging
+
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         from rliable import library, metrics
+    logging.getLogger("absl").setLevel(logging.WARNING)
     return library, metrics
 
 

@@ -20,6 +20,7 @@ from typing import Dict, Optional, Sequence   # no `from __future__ import annot
 
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.config_store import ConfigStore
+from hydra.errors import CompactHydraException
 
 from bench.schema import ConfigError, to_settings
 
@@ -40,25 +41,22 @@ class ValidatingSweeper(BasicSweeper):
 
     def validate_batch_is_legal(self, batch: Sequence[Sequence[str]]) -> None:
         from bench.report.grid import remember_job   # here, not at the top: Hydra imports this module at every start
+        from bench.validate import composition_error_line
 
         loader = self.hydra_context.config_loader
         launched = sum(len(b) for b in (self.overrides or [])[:max(self.batch_index - 1, 0)])
         for overrides in batch:
             try:
                 cfg = loader.load_sweep_config(master_config=self.config, sweep_overrides=list(overrides))
-            except Exception:   # a composition error (Hydra's message, made one line by bench.cli.main)
-                if not launched:
-                    _discard_sweep_dir(Path(self.config.hydra.sweep.dir))
-                raise
-            try:
                 to_settings(cfg)
-            except ConfigError as exc:
+            except (ConfigError, CompactHydraException) as exc:   # a range / rule, or a composition error
                 if not launched:
                     _discard_sweep_dir(Path(self.config.hydra.sweep.dir))
+                line = str(exc) if isinstance(exc, ConfigError) else composition_error_line(exc)
                 job = [o for o in overrides if not all(o in other for other in batch)] or list(overrides)
                 ran = (f"the {launched} jobs of earlier batches ran, none of this batch's {len(batch)}" if launched
                        else f"none of the sweep's {len(batch)} jobs was launched")
-                raise SweepRefused(f"{exc} (job {' '.join(job)}; {ran})") from None
+                raise SweepRefused(f"{line} (job {' '.join(job)}; {ran})") from None
             remember_job(overrides, cfg)   # the sweep-end report's grid point, without composing it again
 
 

@@ -67,6 +67,7 @@ def test_out_of_range_config_is_refused_before_any_run_directory(tmp_path, args,
 @pytest.mark.parametrize("args, expect", [
     (("algorithm.eta=1,-1",), "algorithm.eta=-1.0: must be > 0 (job algorithm.eta=-1; none of the sweep's 2 jobs"),
     (("algorithm=tpo,pgg",), "algorithm=pgg: no such option; did you mean pg?"),
+    (("algorithm.etaa=1,2",), "algorithm.etaa: unknown key; did you mean eta?"),
 ])
 def test_a_sweep_with_one_bad_job_is_refused_before_any_job_runs(tmp_path, args, expect):
     """Every job of a sweep is validated before the first is launched (hydra_plugins/tpo_bench/sweeper.py):
@@ -74,9 +75,11 @@ def test_a_sweep_with_one_bad_job_is_refused_before_any_job_runs(tmp_path, args,
     out = bench("-m", "env=tabular_single", "run.seeds=1", "run.steps=2", *args, "logger=none",
                 f"run.root={tmp_path / 'runs'}", cwd=tmp_path)
     assert out.returncode == 2
-    assert one_error_line(out).startswith(expect)
+    line = one_error_line(out)
+    assert line.startswith(expect) and "none of the sweep's 2 jobs was launched" in line
     assert "Launching" not in out.stdout + out.stderr
     assert_no_run_directory(tmp_path / "runs")
+    assert not (tmp_path / "runs" / "_hydra").exists()   # the sweep's own folder went too
 
 
 @pytest.mark.parametrize("damage", ["truncated", "wrong-magic"])
