@@ -176,7 +176,11 @@ def select_grid(data: Collected, grid: Sequence[ExpectedRun], experiment: str, s
             continue
         if row["run_id"] not in at_point:
             where = ", ".join(f"{k}={row.get(k)}" for k in axes)
-            runs.loc[idx, "reason"] = f"not a grid point of {experiment}/{scale} ({where})" + (
+            off = [f"--set {k.removesuffix('.name')}={key_text(row.get(k))}" for k in axes
+                   if key_text(row.get(k)) not in {e.coords.get(k) for e in grid}]
+            hint = f"; to show it: bench-report {experiment} --scale {scale} {' '.join(off)}" \
+                if off and row["included"] else ""   # a completed record whose axis value the grid lacks
+            runs.loc[idx, "reason"] = f"not a grid point of {experiment}/{scale} ({where}){hint}" + (
                 f"; {row['reason']}" if row["reason"] else "")
         runs.loc[idx, "included"] = False
     table_runs = runs[runs["run_id"].isin(used | unfinished) & ~runs["superseded"]]

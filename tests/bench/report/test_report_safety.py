@@ -286,3 +286,18 @@ def compose_with_hydra(overrides):
     register_all()
     with initialize_config_dir(str(CONF_DIR), version_base=None):
         return hydra_compose("config", overrides=overrides, return_hydra_config=True)
+
+
+def test_a_run_off_the_grid_is_shown_with_set(tmp_path):
+    """A completed record at an axis value the grid lacks is left out with the command that shows it; with that
+    --set the run is a grid point of the widened grid and fills its own column."""
+    runs = tmp_path / "runs"
+    write_tabular_multi(runs, "tpo")
+    write_tabular_multi(runs, "rloo")   # not one of tabular_multi's five methods
+    plain = build_report("tabular_multi", "paper", runs, tmp_path / "results", figures=False)
+    assert "to show it: bench-report tabular_multi --scale paper --set algorithm=rloo" in plain.markdown
+    widened = build_report("tabular_multi", "paper", runs, tmp_path / "results", figures=False,
+                           overrides=["algorithm=rloo"])
+    cells = widened.tables["error"].cells.set_index("algorithm.name")
+    assert "rloo" in cells.index and not cells.loc["rloo", "missing"]
+    assert "not a grid point" not in widened.markdown
