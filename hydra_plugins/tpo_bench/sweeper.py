@@ -53,9 +53,11 @@ class ValidatingSweeper(BasicSweeper):
                 if not launched:
                     _discard_sweep_dir(Path(self.config.hydra.sweep.dir))
                 line = str(exc) if isinstance(exc, ConfigError) else composition_error_line(exc)
-                job = [o for o in overrides if not all(o in other for other in batch)] or list(overrides)
-                ran = (f"the {launched} jobs of earlier batches ran, none of this batch's {len(batch)}" if launched
-                       else f"none of the sweep's {len(batch)} jobs was launched")
+                jobs = [j for b in self.overrides or [batch] for j in b]   # the whole sweep
+                job = [o for o in overrides if not all(o in other for other in jobs)] or list(overrides)
+                total = len(jobs)
+                ran = (f"{launched} of its {total} jobs ran in earlier batches, none of this batch's {len(batch)}"
+                       if launched else f"none of the sweep's {total} jobs was launched")
                 raise SweepRefused(f"{line} (job {' '.join(job)}; {ran})") from None
             remember_job(overrides, cfg)   # the sweep-end report's grid point, without composing it again
 

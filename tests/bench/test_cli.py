@@ -82,6 +82,15 @@ def test_a_sweep_with_one_bad_job_is_refused_before_any_job_runs(tmp_path, args,
     assert not (tmp_path / "runs" / "_hydra").exists()   # the sweep's own folder went too
 
 
+def test_a_sweep_in_batches_says_which_jobs_ran(tmp_path):
+    """With hydra.sweeper.max_batch_size, batches are validated one at a time: the refusal says what already ran."""
+    out = bench("-m", "env=tabular_single", "run.seeds=1", "run.steps=2", "algorithm.eta=1,-1", "logger=none",
+                "hydra.sweeper.max_batch_size=1", f"run.root={tmp_path / 'runs'}", cwd=tmp_path)
+    assert out.returncode == 2
+    assert out.stderr.strip().splitlines()[-1] == ("bench: error: algorithm.eta=-1.0: must be > 0 (job algorithm.eta=-1; "
+                                                   "1 of its 2 jobs ran in earlier batches, none of this batch's 1)")
+
+
 @pytest.mark.parametrize("damage", ["truncated", "wrong-magic"])
 def test_corrupt_mnist_file_is_one_line_and_leaves_no_run_directory(tmp_path, damage):
     import numpy as np
