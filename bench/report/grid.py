@@ -150,8 +150,8 @@ def _key(override: str) -> str:
     return override.split("=", 1)[0].lstrip("+~")
 
 
-def _record_key(override_key: str, groups: set[str]) -> str:
-    key = override_key.lstrip("+~")
+def _record_key(override: str, groups: set[str]) -> str:
+    key = _key(override)
     return f"{key}.name" if key in groups else key
 
 
@@ -185,7 +185,7 @@ def expected_grid(experiment: str, scale: str, overrides: Sequence[str] = ()) ->
                     flatten(record_config(compose("config", overrides=[*base, *job])))
                 coords = {}
                 for text in job:
-                    key = _record_key(text.split("=", 1)[0], groups)
+                    key = _record_key(text, groups)
                     coords[key] = key_text(record.get(key))
                 grid.append(ExpectedRun(_label(record, coords), tuple(job), coords, record))
     except Exception as exc:  # noqa: BLE001 - Hydra/OmegaConf raise many types; the report goes on without a grid
