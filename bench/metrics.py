@@ -24,6 +24,10 @@ EVAL_SCORE = "eval/normalised_score" # D4RL normalised score 100·(R − R_rando
 STEP_TIME = "time/step_s"            # wall seconds per step (mean over the log window)
 ACT_MS = "time/act_ms_b"             # + batch size: offline policy inference, ms per action (env.latency_batches)
 
+#: Rates in [0, 1] that every table prints in percent, the experiment tables and the generic / ad-hoc ones alike
+#: (``eval/accuracy*``: the LLM RLVR family's held-out accuracy, bench/families/rlvr.py).
+PERCENT = frozenset({ERROR, EVAL_ERROR, "eval/accuracy", "eval/accuracy_sampled"})
+
 # refinement family (bench/families/refine.py; envs/refine/tabular.py): exact evaluations of the deployed gate
 REFINE_GOLD_VALUE = "eval/gold_value"             # J = E[R*(S, A_final)] under the gate
 REFINE_LIFT = "eval/lift"                         # J − E[R*(S, A₁)]

@@ -453,8 +453,19 @@ def generic_specs(tidy: pd.DataFrame, runs: Optional[pd.DataFrame] = None) -> li
     if runs is not None and len(runs):
         inc = runs[runs["included"]]
         columns = tuple(c for c in runs.columns if c.startswith("env.") and inc[c].astype(str).nunique() > 1)
-    return [TableSpec(m.replace("/", "_"), f"{m} at the last step", m, columns=columns, decimals=4, number_format="g")
-            for m in names]
+    return [TableSpec(m.replace("/", "_"), f"{_titled(m)} at the last step", m, columns=columns, decimals=4,
+                      number_format="g", **_units(m)) for m in names]
+
+
+def _units(metric: str) -> dict[str, object]:
+    """Display scale and unit of a metric in the generic and ad-hoc tables: the rates of ``M.PERCENT`` in %
+    (as every experiment table prints them), anything else as logged."""
+    return {"scale": 100, "unit": "%"} if metric in M.PERCENT else {}
+
+
+def _titled(metric: str) -> str:
+    """``train/error (%)`` for a rate shown in percent, else the metric's name."""
+    return f"{metric} (%)" if metric in M.PERCENT else metric
 
 
 ADHOC_ROW = "config"
@@ -493,8 +504,8 @@ def adhoc_specs(tidy: pd.DataFrame, runs: pd.DataFrame) -> list[TableSpec]:
     (never pooling two configurations), with the configurations' distinguishing values as columns."""
     names = sorted(str(m) for m in pd.unique(tidy["metric"]) if str(m).startswith((M.TRAIN, M.EVAL)))
     labels = distinguishing_keys(runs[runs["included"]] if "included" in runs else runs)
-    return [TableSpec(m.replace("/", "_"), f"{m} at the last step, one row per configuration", m, rows=ADHOC_ROW,
-                      decimals=4, number_format="g", row_labels=labels) for m in names]
+    return [TableSpec(m.replace("/", "_"), f"{_titled(m)} at the last step, one row per configuration", m,
+                      rows=ADHOC_ROW, decimals=4, number_format="g", row_labels=labels, **_units(m)) for m in names]
 
 
 def specs_for(experiment: str, tidy: pd.DataFrame, runs: Optional[pd.DataFrame] = None) -> list[TableSpec]:

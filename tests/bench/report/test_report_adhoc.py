@@ -48,7 +48,8 @@ def test_a_sweep_table_holds_its_runs_only_one_row_per_configuration(tmp_path):
     table = result.tables["train_error"]
     rows = table.cells.set_index("run.steps")
     assert sorted(rows.index) == [50, 100] and list(rows["n"]) == [1, 1]   # never averaged together
-    assert rows.loc[100, "value"] == 0.1 and rows.loc[50, "value"] == 0.3
+    assert rows.loc[100, "value"] == 10.0 and rows.loc[50, "value"] == 30.0   # an error rate prints in % as in
+    assert table.spec.unit == "%"                                              # every experiment table
     assert table.spec.row_labels == ("algorithm.name", "env.name", "run.steps")
     assert "eval_error" not in result.tables                       # the MNIST run is not in this sweep
     assert "| Config       | algorithm   | env            | run.steps   |" in result.markdown
@@ -79,7 +80,7 @@ def _bench(*args: str, cwd: Path) -> subprocess.CompletedProcess:
 
 
 def _error_table(stdout: str) -> list[str]:
-    block = stdout.split("## train/error at the last step, one row per configuration", 1)[1]
+    block = stdout.split("## train/error (%) at the last step, one row per configuration", 1)[1]
     return [line for line in block.split("\n\n", 2)[1].splitlines()[2:]]
 
 

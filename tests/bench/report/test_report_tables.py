@@ -115,6 +115,8 @@ def test_generic_specs_for_unregistered_experiment(runs_root):
     specs = T.specs_for("not_registered", data.tidy, data.runs)
     assert [s.metric for s in specs] == [M.ERROR, M.REWARD]
     assert all(s.reduction == "final" and s.columns == ("env.vocab",) for s in specs)
+    assert [(s.scale, s.unit) for s in specs] == [(100, "%"), (1.0, "")]   # the error rate in %, as experiment tables
+    assert specs[0].title == "train/error (%) at the last step"
 
 
 def _steps_run(root, algo, vocab, curve):
