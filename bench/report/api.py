@@ -88,6 +88,16 @@ def _no_runs(where: Path, experiment: str, scale: Optional[str] = None) -> NoRun
     return NoRunsError(f"no runs of experiment '{experiment}' in {where}; produce them with: {hint}")
 
 
+def _off_grid(runs: pd.DataFrame, where: Path, experiment: str, scale: str) -> NoRunsError:
+    """No record at any point of the expected grid, only runs off it: say so (and how to show them, the
+    ``--set`` hints of :func:`select_grid`'s reasons) rather than write an all-missing table over a report."""
+    hints = sorted({r.split("; to show it: ", 1)[1].split(";", 1)[0] for r in runs["reason"]
+                    if isinstance(r, str) and "; to show it: " in r})
+    show = f"; to show them: {' or '.join(hints)}" if hints else ""
+    return NoRunsError(f"no run of the expected grid of '{experiment}' ({scale}) in {where}: its {len(runs)} records "
+                       f"are not grid points{show}; run the grid with: bench experiment={experiment} scale={scale}")
+
+
 def resolve_scale(runs_root: Path, experiment: str, scale: Optional[str]) -> str:
     """The scale to report: the given one, else the only scale directory holding runs."""
     exp_dir = Path(runs_root) / experiment
@@ -231,7 +241,8 @@ def build_report(experiment: str, scale: Optional[str], runs_root: Path, results
     ``sweep`` (a Hydra sweep directory) limits an ad-hoc report to that sweep's runs. ``compare``
     appends a cell-by-cell comparison with the committed table when one exists. ``command`` and
     ``report_date`` (ISO date) go into the provenance header; ``published_root`` overrides where
-    the published CSVs are read from. Raises :class:`NoRunsError` when there are no runs.
+    the published CSVs are read from. Raises :class:`NoRunsError` when there are no runs, or none at a point of
+    the expected grid (nothing is written then).
     """
     runs_root, results_root = Path(runs_root), Path(results_root)
     scale = resolve_scale(runs_root, experiment, scale)
@@ -250,6 +261,8 @@ def build_report(experiment: str, scale: Optional[str], runs_root: Path, results
         grid = list(expected) if expected is not None else _grid_or_note(experiment, scale, overrides, notes)
         if grid:
             sel = select_grid(data, grid, experiment, scale)
+            if sel.table_runs.empty:
+                raise _off_grid(sel.runs, runs_root / experiment / scale, experiment, scale)
         else:
             sel = Selection(data.runs, data.runs, data.tidy)
         specs = specs_for(experiment, sel.tidy, sel.table_runs)

@@ -116,8 +116,8 @@ def build_fidelity(scale: Optional[str], runs_root: Path, results_root: Path, *,
             result = build_report(name, scale, runs_root, results_root, command, report_date=report_date,
                                   published_root=published_root, figures=False, out_dir=out_dir / "reports" / name,
                                   compare=False, expected=(expected or {}).get(name))
-        except NoRunsError:
-            rows.append(_experiment_row(name, scale, NO_RUNS, f"no records in {name}/{scale}/ of the runs root"))
+        except NoRunsError as exc:   # unreadable records, or only runs off the expected grid
+            rows.append(_experiment_row(name, scale, NO_RUNS, _one_line(exc)))
             continue
         except Exception as exc:  # one experiment's failure must not hide the others
             rows.append(_experiment_row(name, scale, REPORT_FAILED, _one_line(exc)))

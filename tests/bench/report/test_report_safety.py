@@ -12,7 +12,7 @@ import pytest
 from bench import metrics as M
 from bench.cli import compose
 from bench.records import RunWriter
-from bench.report import build_report, compare as C
+from bench.report import NoRunsError, build_report, compare as C
 from bench.report import cli
 from bench.report.grid import command_overrides, expected_grid, non_sweep, widen_axes
 from bench.run import identity
@@ -301,3 +301,18 @@ def test_a_run_off_the_grid_is_shown_with_set(tmp_path):
     cells = widened.tables["error"].cells.set_index("algorithm.name")
     assert "rloo" in cells.index and not cells.loc["rloo", "missing"]
     assert "not a grid point" not in widened.markdown
+
+
+def test_only_off_grid_runs_refuse_the_report_and_keep_the_last_one(tmp_path):
+    """With no record at any grid point, the report says how to show the runs it has and writes nothing, so the
+    report folder built with --set is not replaced by an all-missing table."""
+    runs = tmp_path / "runs"
+    write_tabular_multi(runs, "rloo")
+    shown = build_report("tabular_multi", "paper", runs, tmp_path / "results", figures=False,
+                         overrides=["algorithm=rloo"])
+    before = {p.name: p.read_bytes() for p in shown.out_dir.iterdir()}
+    with pytest.raises(NoRunsError, match=r"no run of the expected grid of 'tabular_multi' \(paper\) .*: its 1 records "
+                                          r"are not grid points; to show them: bench-report tabular_multi --scale "
+                                          r"paper --set algorithm=rloo"):
+        build_report("tabular_multi", "paper", runs, tmp_path / "results", figures=False)
+    assert {p.name: p.read_bytes() for p in shown.out_dir.iterdir()} == before
