@@ -111,9 +111,10 @@ def grpo_loss(batch: GroupBatch, params: GRPOParams) -> tuple[Tensor, dict[str, 
     scores = batch.scores.to(batch.logp.dtype)
     rtol = params.zero_var_rtol
     adv = grpo_advantage(scores, params.adv_eps, weights=batch.weights, rtol=rtol, scale=params.adv_scale).detach()
-    zero_var = zero_variance_groups(scores, params.zero_var_eps, weights=batch.weights, rtol=rtol)
+    zero_var = None   # [G] bool, computed only where it is used (masking, diagnostics)
     w = batch.candidate_weights()
     if params.mask_zero_variance:
+        zero_var = zero_variance_groups(scores, params.zero_var_eps, weights=batch.weights, rtol=rtol)
         w = w * (~zero_var).to(w.dtype)[:, None]
     if params.ratio_level == "sequence":
         new, old, mask = batch.seq_logp()[..., None], batch.seq_logp_old()[..., None], None
@@ -134,6 +135,8 @@ def grpo_loss(batch: GroupBatch, params: GRPOParams) -> tuple[Tensor, dict[str, 
     if not diagnostics.enabled():
         return loss, {}
     with torch.no_grad():
+        if zero_var is None:
+            zero_var = zero_variance_groups(scores, params.zero_var_eps, weights=batch.weights, rtol=rtol)
         a_s, a_f = success_fail_means(adv, scores, params.zero_var_eps, rtol)
         diags = {
             "clip_frac": aggregate(((ratio - 1.0).abs() > params.clip_eps).to(x.dtype), mask, "token_mean", weights=w),

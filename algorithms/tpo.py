@@ -66,28 +66,47 @@ def candidate_live(batch: GroupBatch) -> Tensor:
     return batch.weights > 0
 
 
-def group_log_softmax(logits: Tensor, live: Tensor) -> Tensor:
-    """log_softmax over K restricted to live candidates (excluded → probability 0)."""
+def group_log_softmax(logits: Tensor, live: Optional[Tensor]) -> Tensor:
+    """log_softmax over K restricted to live candidates (excluded → probability 0; ``live=None``: all live)."""
+    if live is None:
+        return ops.log_softmax(logits, -1)
     return ops.log_softmax(logits.masked_fill(~live, torch.finfo(logits.dtype).min), -1)
 
 
 def standardised_scores(batch: GroupBatch, eps: float, rtol: Optional[float] = ZERO_VAR_RTOL) -> Tensor:
     """u [G, K]: TPO standardisation of the scores over the live candidates (equal weight);
     a flat group (tolerance ``rtol``, None = no test) gives u = 0 exactly."""
-    return standardise_scores(batch.scores.to(batch.logp.dtype), eps, weights=_live_weights(batch), rtol=rtol)
+    return _standardised(batch, eps, rtol, _live_weights(batch))
+
+
+def _standardised(batch: GroupBatch, eps: float, rtol: Optional[float], live_w: Optional[Tensor]) -> Tensor:
+    return standardise_scores(batch.scores.to(batch.logp.dtype), eps, weights=live_w, rtol=rtol)
+
+
+def _live(batch: GroupBatch) -> tuple[Optional[Tensor], Optional[Tensor]]:
+    """(live [G, K] bool, its 0/1 weights in the log-probs' dtype); (None, None) for an unweighted batch,
+    where every candidate is live (the losses then skip their masking operators)."""
+    if batch.weights is None:
+        return None, None
+    live = candidate_live(batch)
+    return live, live.to(batch.logp.dtype)
 
 
 def _live_weights(batch: GroupBatch) -> Optional[Tensor]:
     """[G, K] 0/1 weights of the live candidates (None when the batch is unweighted)."""
-    return None if batch.weights is None else candidate_live(batch).to(batch.logp.dtype)
+    return _live(batch)[1]
 
 
 def tpo_log_target(batch: GroupBatch, params: TPOParams) -> Tensor:
     """log q [G, K] (constant): log_softmax_K(ℓ_old + u/η) (anchor) or log_softmax_K(u/η)."""
-    logits = standardised_scores(batch, params.std_eps, params.zero_var_rtol) / params.eta
+    return _log_target(batch, params, *_live(batch))
+
+
+def _log_target(batch: GroupBatch, params: TPOParams, live: Optional[Tensor], live_w: Optional[Tensor]) -> Tensor:
+    logits = _standardised(batch, params.std_eps, params.zero_var_rtol, live_w) / params.eta
     if params.anchor:
         logits = logits + batch.seq_logp_old()
-    return group_log_softmax(logits.detach(), candidate_live(batch))
+    return group_log_softmax(logits.detach(), live)
 
 
 def tpo_loss(batch: GroupBatch, params: TPOParams) -> tuple[Tensor, dict[str, Tensor]]:
@@ -112,25 +131,27 @@ def tpo_loss(batch: GroupBatch, params: TPOParams) -> tuple[Tensor, dict[str, Te
     Invariant (tests): ∂loss/∂ℓ_θ,gk = (p_θ,gk − q_gk)/G; at the snapshot
     (ℓ_θ = ℓ_old) equal scores give q = p and a gradient of exactly zero.
     """
-    live = candidate_live(batch)
-    log_q = tpo_log_target(batch, params)
+    live, live_w = _live(batch)   # None: every candidate is live (no weights)
+    log_q = _log_target(batch, params, live, live_w)
     q = log_q.exp()
     ell = batch.seq_logp()
     logp_group = group_log_softmax(ell, live)
     p = logp_group.detach().exp()
-    step = torch.where(live, ell - ell.detach(), torch.zeros_like(ell))   # value 0, ∂/∂ℓ = 1 on live candidates
+    step = ell - ell.detach()   # value 0, ∂/∂ℓ = 1 on live candidates
+    if live is not None:
+        step = torch.where(live, step, torch.zeros_like(ell))
     x = -(q * logp_group.detach()) + (p - q) * step
-    loss = aggregate(x[..., None], None, "group_sum", weights=live.to(x.dtype))
+    loss = aggregate(x[..., None], None, "group_sum", weights=live_w)
     kl = None
     if params.kl_beta > 0:   # + β·KL(π‖π_ref), k3 per token, token mean over live candidates (as GRPO's penalty)
         require_field(batch, "logp_ref", "TPO with kl_beta > 0")
         mask = batch.mask
-        kl = aggregate(kl_k3(batch.logp, batch.logp_ref), mask, "token_mean", weights=live.to(x.dtype))
+        kl = aggregate(kl_k3(batch.logp, batch.logp_ref), mask, "token_mean", weights=live_w)
         loss = loss + params.kl_beta * kl
     if not diagnostics.enabled():
         return loss, {}
     with torch.no_grad():
-        rtol, live_w = params.zero_var_rtol, _live_weights(batch)
+        rtol = params.zero_var_rtol
         q_s, q_f = success_fail_means(q, batch.scores, params.std_eps, rtol)
         diags = {
             "target_entropy": (-(q * log_q).sum(-1)).mean(),
