@@ -45,10 +45,17 @@ class PPOParams:
 
 
 def clipped_surrogate(log_ratio: Tensor, adv: Tensor, clip_eps: float) -> tuple[Tensor, Tensor]:
-    """(min(ρA, clip(ρ, 1−ε, 1+ε)A), ρ) with ρ = exp(log_ratio); shared by PPO and GRPO."""
+    """(min(ρA, clip(ρ, 1−ε, 1+ε)A), ρ) with ρ = exp(log_ratio); shared by PPO and GRPO.
+
+    The minimum is the clipped term exactly where the clip binds — A > 0 and ρ > 1+ε, or A < 0 and
+    ρ < 1−ε — and ρA elsewhere (inside the range the two are equal), so it is computed as that selection,
+    with the clipped term constant: the same value and gradient (A·∂ρ where the clip does not bind, 0 where
+    it does) as ``torch.minimum`` of the two, with fewer and cheaper operators in the backward pass (tested
+    bit for bit against the minimum form)."""
     ratio = torch.exp(log_ratio)
-    surr = torch.minimum(ratio * adv, ratio.clamp(1.0 - clip_eps, 1.0 + clip_eps) * adv)
-    return surr, ratio
+    clipped = ratio.clamp(1.0 - clip_eps, 1.0 + clip_eps) * adv
+    binds = ((adv > 0) & (ratio > 1.0 + clip_eps)) | ((adv < 0) & (ratio < 1.0 - clip_eps))
+    return torch.where(binds, clipped.detach(), ratio * adv), ratio
 
 
 def ppo_loss(batch: TrajectoryBatch, params: PPOParams) -> tuple[Tensor, dict[str, Tensor]]:

@@ -5,7 +5,7 @@ import torch
 
 from algorithms.kl import kl_k3
 from algorithms.pg import PGParams, pg_loss
-from algorithms.ppo import PPOParams, ppo_loss
+from algorithms.ppo import PPOParams, clipped_surrogate, ppo_loss
 
 from algo_testutils import grad_of
 
@@ -17,6 +17,30 @@ def test_ratio_one_equals_pg(make_traj_batch, aggregation, baseline):
     g_ppo = grad_of(ppo_loss, b, PPOParams(aggregation=aggregation, baseline=baseline, baseline_value=0.3))
     g_pg = grad_of(pg_loss, b, PGParams(aggregation=aggregation, baseline=baseline, baseline_value=0.3))
     torch.testing.assert_close(g_ppo, g_pg)
+
+
+@pytest.mark.parametrize("clip_eps", [0.0, 0.2])
+def test_clipped_surrogate_is_the_minimum_form_bit_for_bit(clip_eps):
+    """The selection form gives the value and gradient of min(ρA, clip(ρ)A) exactly: random ratios, ratio 1
+    (the first epoch: every term a tie), ratios on the clip bounds, and A = 0."""
+    gen = torch.Generator().manual_seed(0)
+    lo, hi = 1.0 - clip_eps, 1.0 + clip_eps
+    log_ratio = torch.cat([0.3 * torch.randn(400, generator=gen), torch.zeros(50),
+                           torch.tensor([lo, hi, lo, hi]).clamp_min(1e-3).log()])
+    adv = torch.cat([torch.randn(450, generator=gen), torch.tensor([1.0, -1.0, -1.0, 1.0])])
+    adv[::17] = 0.0
+    grads = []
+    for form in ("selection", "minimum"):
+        x = log_ratio.clone().requires_grad_(True)
+        if form == "selection":
+            surr, ratio = clipped_surrogate(x, adv, clip_eps)
+        else:
+            ratio = x.exp()
+            surr = torch.minimum(ratio * adv, ratio.clamp(lo, hi) * adv)
+        surr.sum().backward()
+        grads.append((surr.detach(), ratio.detach(), x.grad))
+    for got, want in zip(*grads):
+        assert torch.equal(got, want)
 
 
 def test_clipping_off_snapshot(make_traj_batch):
