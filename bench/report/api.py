@@ -82,20 +82,31 @@ class ReportResult:
         return not self.missing
 
 
-def _no_runs(where: Path, experiment: str, scale: Optional[str] = None) -> NoRunsError:
-    hint = "bench -m algorithm=... (an ad-hoc sweep)" if experiment == ADHOC else \
-        f"bench experiment={experiment}" + (f" scale={scale}" if scale else "")
+def _root_options(runs_root: Optional[Path]) -> tuple[str, str]:
+    """(`` --runs DIR``, `` run.root=DIR``) for a runs root other than the default ``runs/`` of the working
+    directory, so that a suggested command reads and writes the same records; ("", "") otherwise."""
+    if runs_root is None or Path(runs_root).resolve() == Path("runs").resolve():
+        return "", ""
+    return f" --runs {runs_root}", f" run.root={runs_root}"
+
+
+def _no_runs(where: Path, experiment: str, scale: Optional[str] = None,
+             runs_root: Optional[Path] = None) -> NoRunsError:
+    root = _root_options(runs_root)[1]
+    hint = f"bench -m algorithm=...{root} (an ad-hoc sweep)" if experiment == ADHOC else \
+        f"bench experiment={experiment}" + (f" scale={scale}" if scale else "") + root
     return NoRunsError(f"no runs of experiment '{experiment}' in {where}; produce them with: {hint}")
 
 
-def _off_grid(runs: pd.DataFrame, where: Path, experiment: str, scale: str) -> NoRunsError:
+def _off_grid(runs: pd.DataFrame, runs_root: Path, experiment: str, scale: str) -> NoRunsError:
     """No record at any point of the expected grid, only runs off it: say so (and how to show them, the
     ``--set`` hints of :func:`select_grid`'s reasons) rather than write an all-missing table over a report."""
     hints = sorted({r.split("; to show it: ", 1)[1].split(";", 1)[0] for r in runs["reason"]
                     if isinstance(r, str) and "; to show it: " in r})
     show = f"; to show them: {' or '.join(hints)}" if hints else ""
-    return NoRunsError(f"no run of the expected grid of '{experiment}' ({scale}) in {where}: its {len(runs)} records "
-                       f"are not grid points{show}; run the grid with: bench experiment={experiment} scale={scale}")
+    return NoRunsError(f"no run of the expected grid of '{experiment}' ({scale}) in {runs_root / experiment / scale}: "
+                       f"its {len(runs)} records are not grid points{show}; run the grid with: bench "
+                       f"experiment={experiment} scale={scale}{_root_options(runs_root)[1]}")
 
 
 def resolve_scale(runs_root: Path, experiment: str, scale: Optional[str]) -> str:
@@ -106,7 +117,7 @@ def resolve_scale(runs_root: Path, experiment: str, scale: Optional[str]) -> str
     scales = sorted(p.name for p in exp_dir.iterdir() if p.is_dir() and any(p.rglob("config.yaml"))) \
         if exp_dir.is_dir() else []
     if not scales:
-        raise _no_runs(exp_dir, experiment)
+        raise _no_runs(exp_dir, experiment, runs_root=runs_root)
     if len(scales) > 1:
         raise ReportError(f"runs of '{experiment}' exist at several scales ({', '.join(scales)}) in {exp_dir}; "
                           "pick one with --scale")
@@ -146,12 +157,14 @@ def _row_dict(row: pd.Series) -> dict:
     return {k: v for k, v in row.items() if "." in str(k)}
 
 
-def select_grid(data: Collected, grid: Sequence[ExpectedRun], experiment: str, scale: str) -> Selection:
+def select_grid(data: Collected, grid: Sequence[ExpectedRun], experiment: str, scale: str,
+                runs_root: Optional[Path] = None) -> Selection:
     """Match records to grid points (:func:`bench.report.grid.matches`).
 
     At each grid point the completed configuration closest to the experiment file is used (fewest
     differing identity-relevant values, then the most recent); every other record is left out with
-    a reason: a different configuration of the same grid point, or not a grid point at all.
+    a reason: a different configuration of the same grid point, or not a grid point at all (with the
+    ``bench-report --set`` command that shows a completed one; ``runs_root``, when not the default, goes into it).
     """
     runs = data.runs.copy()
     live = runs[~runs["superseded"]]
@@ -188,8 +201,8 @@ def select_grid(data: Collected, grid: Sequence[ExpectedRun], experiment: str, s
             where = ", ".join(f"{k}={row.get(k)}" for k in axes)
             off = [f"--set {k.removesuffix('.name')}={key_text(row.get(k))}" for k in axes
                    if key_text(row.get(k)) not in {e.coords.get(k) for e in grid}]
-            hint = f"; to show it: bench-report {experiment} --scale {scale} {' '.join(off)}" \
-                if off and row["included"] else ""   # a completed record whose axis value the grid lacks
+            show = f"bench-report {experiment} --scale {scale}{_root_options(runs_root)[0]} {' '.join(off)}"
+            hint = f"; to show it: {show}" if off and row["included"] else ""   # an axis value the grid lacks
             runs.loc[idx, "reason"] = f"not a grid point of {experiment}/{scale} ({where}){hint}" + (
                 f"; {row['reason']}" if row["reason"] else "")
         runs.loc[idx, "included"] = False
@@ -248,21 +261,21 @@ def build_report(experiment: str, scale: Optional[str], runs_root: Path, results
     scale = resolve_scale(runs_root, experiment, scale)
     data = collect(runs_root, experiment, scale, metrics=_needed_metrics(experiment))
     if data.runs.empty:
-        raise _no_runs(runs_root / experiment / scale, experiment, scale)
+        raise _no_runs(runs_root / experiment / scale, experiment, scale, runs_root)
     command = command or f"bench-report {experiment} --scale {scale}"
     notes: list[str] = []
     if experiment == ADHOC:
         sel = select_adhoc(data, sweep)
         if sel.table_runs.empty:
-            raise _no_runs(Path(sweep) if sweep else runs_root / experiment / scale, experiment, scale)
+            raise _no_runs(Path(sweep) if sweep else runs_root / experiment / scale, experiment, scale, runs_root)
         specs = adhoc_specs(sel.tidy, sel.table_runs)
         grid = None
     else:
         grid = list(expected) if expected is not None else _grid_or_note(experiment, scale, overrides, notes)
         if grid:
-            sel = select_grid(data, grid, experiment, scale)
+            sel = select_grid(data, grid, experiment, scale, runs_root)
             if sel.table_runs.empty:
-                raise _off_grid(sel.runs, runs_root / experiment / scale, experiment, scale)
+                raise _off_grid(sel.runs, runs_root, experiment, scale)
         else:
             sel = Selection(data.runs, data.runs, data.tidy)
         specs = specs_for(experiment, sel.tidy, sel.table_runs)
@@ -318,7 +331,7 @@ def _publish(result: ReportResult, committed_dir: Path, force: bool, write) -> N
     if result.missing and committed and not force:
         result.publish_note = (
             f"not published: {len(result.missing)} of {len(result.expected or [])} expected runs are missing "
-            f"({', '.join(result.missing)}); {_shown(committed_dir)} keeps its committed tables. Finish the sweep "
+            f"({render.some_of(result.missing)}); {_shown(committed_dir)} keeps its committed tables. Finish the sweep "
             f"(bench experiment={result.experiment} scale={result.scale}) or pass --force.")
         return
     if result.differences and committed and not force:

@@ -7,7 +7,8 @@ classified (both in display units, the seed mean for value tables):
 * ``agrees within s.e.``: |ours − committed| ≤ 2·√(s.e.² + s.e.²_committed) (value tables);
   ``agrees within r%``: step counts within the table's relative tolerance;
 * ``differs``: otherwise (one reached the threshold and the other did not, or too far apart);
-* ``missing here`` / ``not committed``: the cell exists on one side only.
+* ``missing here`` / ``not committed``: the cell exists on one side only;
+* ``empty on both sides``: a grid cell with no value here and none committed (nothing was compared).
 """
 from __future__ import annotations
 
@@ -20,7 +21,8 @@ import pandas as pd
 from bench.report.tables import Table, TableSpec, key_text
 
 SAME, AGREES, DIFFERS, MISSING_HERE, NOT_COMMITTED = "same", "agrees", "differs", "missing here", "not committed"
-STATUSES = (SAME, AGREES, DIFFERS, MISSING_HERE, NOT_COMMITTED)
+EMPTY = "empty on both sides"
+STATUSES = (SAME, AGREES, DIFFERS, MISSING_HERE, NOT_COMMITTED, EMPTY)
 
 
 def _num(value: object) -> float:
@@ -41,7 +43,7 @@ def classify(spec: TableSpec, ours: float, ours_se: float, ours_never: bool,
     ours_has = ours_never or not math.isnan(ours)
     committed_has = committed_never or not math.isnan(committed)
     if not ours_has and not committed_has:
-        return SAME, "no value on either side"
+        return EMPTY, ""
     if not ours_has:
         return MISSING_HERE, ""
     if not committed_has:
@@ -130,8 +132,11 @@ def render_comparison(tables: dict[str, Table], comparisons: dict[str, pd.DataFr
              "relative tolerance); differs otherwise.", ""]
     for name, frame in comparisons.items():
         spec = tables[name].spec
-        if (frame["status"] == SAME).all():
-            lines += [f"- `{name}`: all {len(frame)} cells the same", ""]
+        if frame["status"].isin((SAME, EMPTY)).all():
+            empty = int((frame["status"] == EMPTY).sum())
+            what = f"all {len(frame)} cells the same" if not empty else \
+                f"{len(frame) - empty} cells the same, {empty} empty on both sides"
+            lines += [f"- `{name}`: {what}", ""]
             continue
         rows: dict[str, dict[str, str]] = {}
         headers: list[str] = []

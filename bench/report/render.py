@@ -236,6 +236,13 @@ def hardware_text(runs: pd.DataFrame) -> str:
     return "; ".join(sorted(items)) or "unknown"
 
 
+def some_of(names: Sequence[str], limit: int = 12) -> str:
+    """``names`` joined by commas, the first ``limit`` only and then "… and k more" (a header line stays
+    readable for a large grid; the tables mark every missing cell)."""
+    shown = ", ".join(names[:limit])
+    return shown + (f", … and {len(names) - limit} more" if len(names) > limit else "")
+
+
 def provenance_lines(runs: pd.DataFrame, experiment: str, scale: str, command: str,
                      report_date: Optional[str] = None, expected: Optional[int] = None,
                      missing: Sequence[str] = (), differences: Sequence[str] = ()) -> list[str]:
@@ -264,7 +271,7 @@ def provenance_lines(runs: pd.DataFrame, experiment: str, scale: str, command: s
         f"- torch: {', '.join(_distinct(src['torch'])) or 'unknown'}",
         f"- report date: {report_date or _date.today().isoformat()}",
         f"- runs: {counts}",
-        *([f"- missing: {len(missing)} of {expected} runs: {', '.join(missing)}"] if missing else []),
+        *([f"- missing: {len(missing)} of {expected} runs: {some_of(missing)}"] if missing else []),
         *[f"- differs from the experiment file: {d}" for d in differences],
         f"- total wall time of included runs: {wall:.1f} s",
     ]

@@ -7,6 +7,7 @@ import math
 import shutil
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from bench import metrics as M
@@ -177,11 +178,23 @@ def test_closest_configuration_is_used_and_differences_are_named(tmp_path):
     (math.nan, math.nan, True, 3.0, math.nan, False, C.DIFFERS),
     (math.nan, math.nan, False, 3.0, math.nan, False, C.MISSING_HERE),
     (3.0, 0.1, False, math.nan, math.nan, False, C.NOT_COMMITTED),
+    (math.nan, math.nan, False, math.nan, math.nan, False, C.EMPTY),   # nothing compared: not counted as same
 ])
 def test_classify_cells(ours, se, never, committed, c_se, c_never, status):
     from bench.report.tables import TableSpec
     spec = TableSpec("v", "v", M.ERROR, decimals=3)
     assert C.classify(spec, ours, se, never, committed, c_se, c_never)[0] == status
+
+
+def test_cells_empty_on_both_sides_are_counted_apart_from_same():
+    from bench.report.tables import Table, TableSpec
+    spec = TableSpec("v", "v", M.ERROR, decimals=3)
+    frame = pd.DataFrame({"algorithm.name": ["tpo", "dg"], "ours": [1.0, math.nan], "ours_se": [0.1, math.nan],
+                          "committed": [1.0, math.nan], "committed_se": [0.1, math.nan],
+                          "status": [C.SAME, C.EMPTY], "detail": ["", ""]})
+    lines = C.render_comparison({"v": Table(spec, pd.DataFrame())}, {"v": frame}, "results/x/")
+    assert lines[2].startswith("2 cells: 1 same, 1 empty on both sides.")
+    assert "- `v`: 1 cells the same, 1 empty on both sides" in lines and C.agrees({"v": frame})
 
 
 def test_step_counts_agree_within_relative_tolerance():
@@ -295,7 +308,7 @@ def test_a_run_off_the_grid_is_shown_with_set(tmp_path):
     write_tabular_multi(runs, "tpo")
     write_tabular_multi(runs, "rloo")   # not one of tabular_multi's five methods
     plain = build_report("tabular_multi", "paper", runs, tmp_path / "results", figures=False)
-    assert "to show it: bench-report tabular_multi --scale paper --set algorithm=rloo" in plain.markdown
+    assert f"to show it: bench-report tabular_multi --scale paper --runs {runs} --set algorithm=rloo" in plain.markdown
     widened = build_report("tabular_multi", "paper", runs, tmp_path / "results", figures=False,
                            overrides=["algorithm=rloo"])
     cells = widened.tables["error"].cells.set_index("algorithm.name")
@@ -313,6 +326,14 @@ def test_only_off_grid_runs_refuse_the_report_and_keep_the_last_one(tmp_path):
     before = {p.name: p.read_bytes() for p in shown.out_dir.iterdir()}
     with pytest.raises(NoRunsError, match=r"no run of the expected grid of 'tabular_multi' \(paper\) .*: its 1 records "
                                           r"are not grid points; to show them: bench-report tabular_multi --scale "
-                                          r"paper --set algorithm=rloo"):
+                                          rf"paper --runs {runs} --set algorithm=rloo; run the grid with: bench "
+                                          rf"experiment=tabular_multi scale=paper run.root={runs}$"):
         build_report("tabular_multi", "paper", runs, tmp_path / "results", figures=False)
     assert {p.name: p.read_bytes() for p in shown.out_dir.iterdir()} == before
+
+
+def test_a_long_missing_list_is_shortened_in_the_header():
+    from bench.report.render import some_of
+    names = [f"run-{i}" for i in range(41)]
+    assert some_of(names) == ", ".join(names[:12]) + ", … and 29 more"   # the header's "- missing:" list
+    assert some_of(names[:3]) == "run-0, run-1, run-2"
