@@ -106,7 +106,7 @@ def _execute_locked(cfg: DictConfig, settings: Settings, record: dict[str, Any],
     build = engines.builder(settings)        # bench.build.build, or the engine's (engine=trl|verl)
     built = build(settings, chunks[first])   # bad input (e.g. missing data) fails here, before any record
     mirror = WandbMirror(settings.logger, record, seeds, settings.experiment, settings.algorithm.name,
-                         settings.env.name)
+                         settings.env.name, root=settings.run.root)
     status = "failed"
     say(f"[bench] {label}: {len(seeds)} seeds x {settings.run.steps} steps -> {out}"
         + (f" ({len(chunks)} chunks of ≤ {len(chunks[0])} seeds)" if len(chunks) > 1 else "")

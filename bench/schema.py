@@ -107,14 +107,15 @@ class WandbLoggerConfig:
     mode: ``offline`` (default; no network, ``wandb sync`` later), ``online``
     or ``disabled``. One W&B run per seed, named ``{algorithm}-{env}-s{seed}``,
     group = experiment, job_type = algorithm; at most ``max_seed_runs`` seeds
-    of a batched run are mirrored (−1: all).
+    of a batched run are mirrored (−1: all). dir: where W&B writes its files
+    (None: ``<run.root>/wandb``, beside the local records).
     """
 
     name: str = "wandb"
     project: str = "tpo-bench"
     entity: Optional[str] = None
     mode: str = "offline"
-    dir: str = "runs/wandb"
+    dir: Optional[str] = None
     max_seed_runs: int = field(default=10, metadata={"ge": -1})
     tags: list[str] = field(default_factory=list)
 

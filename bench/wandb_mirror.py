@@ -18,7 +18,7 @@ from bench.schema import WandbLoggerConfig
 
 class WandbMirror:
     def __init__(self, cfg: Any, config: Mapping[str, Any], seeds: list[int], experiment: str,
-                 algorithm: str, env: str):
+                 algorithm: str, env: str, root: str = "runs"):
         self.runs: dict[int, Any] = {}
         self.active = isinstance(cfg, WandbLoggerConfig) and cfg.mode != "disabled"
         if not self.active:
@@ -26,17 +26,18 @@ class WandbMirror:
         os.environ.setdefault("WANDB_MODE", cfg.mode)
         os.environ.setdefault("WANDB_SILENT", "true")
         n = len(seeds) if cfg.max_seed_runs < 0 else min(len(seeds), cfg.max_seed_runs)
+        self.dir = cfg.dir if cfg.dir is not None else os.path.join(root, "wandb")
         self._guard(self._open, cfg, dict(config), seeds[:n], experiment, algorithm, env)
 
     def _open(self, cfg: WandbLoggerConfig, config: dict, seeds: list[int], experiment: str, algorithm: str,
               env: str) -> None:
         import wandb
 
-        os.makedirs(cfg.dir, exist_ok=True)
+        os.makedirs(self.dir, exist_ok=True)
         for seed in seeds:
             self.runs[seed] = wandb.init(
                 project=cfg.project, entity=cfg.entity, group=experiment, job_type=algorithm,
-                name=f"{algorithm}-{env}-s{seed}", config={**config, "seed": seed}, dir=cfg.dir,
+                name=f"{algorithm}-{env}-s{seed}", config={**config, "seed": seed}, dir=self.dir,
                 mode=os.environ.get("WANDB_MODE", cfg.mode), tags=list(cfg.tags), reinit="create_new")
 
     def log(self, step: int, per_seed: Mapping[int, Mapping[str, float]]) -> None:

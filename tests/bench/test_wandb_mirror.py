@@ -60,6 +60,22 @@ def test_wandb_init_arguments(tmp_path, monkeypatch):
     assert {c["project"] for c in calls} == {"my-proj"}
     assert calls[0]["config"]["algorithm"]["eta"] == 1.0 and calls[1]["config"]["seed"] == 1
     assert calls[0]["mode"] == "offline"
+    assert {c["dir"] for c in calls} == {f"{tmp_path}/wb"}
+
+
+def test_wandb_files_go_beside_the_records_of_run_root(tmp_path, monkeypatch):
+    """Without logger.dir, W&B writes under <run.root>/wandb, not under the working directory's runs/."""
+    wandb = pytest.importorskip("wandb")
+    calls = []
+    def init(**kwargs):
+        calls.append(kwargs)
+        raise RuntimeError("stop after init")
+
+    monkeypatch.setattr(wandb, "init", init)
+    with pytest.warns(RuntimeWarning, match="W&B mirror disabled"):
+        execute(compose(["experiment=tabular_single", "algorithm=tpo", "run.seeds=1", "run.steps=2",
+                         f"run.root={tmp_path}/elsewhere"]))
+    assert calls and calls[0]["dir"] == f"{tmp_path}/elsewhere/wandb"
 
 
 def test_a_run_in_seed_chunks_logs_every_seed_without_warning(tmp_path, monkeypatch):
