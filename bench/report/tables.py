@@ -663,9 +663,13 @@ def _matching_conditions(frame: pd.DataFrame, spec: TableSpec, runs: Optional[pd
 
 
 def _order(cells: pd.DataFrame, spec: TableSpec) -> pd.DataFrame:
-    """Rows in ``spec.row_order`` first, then the rest sorted; settings sorted numerically if possible."""
+    """Rows in ``spec.row_order`` first, then the rest sorted (by their ``row_labels`` values where the rows
+    have them, e.g. an ad-hoc table's algorithm, env and swept values); settings sorted numerically if possible."""
     rank = {name: i for i, name in enumerate(spec.row_order)}
-    sort_keys = [cells[spec.rows].map(lambda v: (rank.get(key_text(v), len(rank)), key_text(v)))]
+    labels = [c for c in spec.row_labels if c in cells]
+    sort_keys = [cells.apply(lambda r: (rank.get(key_text(r[spec.rows]), len(rank)),
+                                        *(_natural(r[c]) for c in labels), key_text(r[spec.rows])), axis=1)
+                 if len(cells) else cells[spec.rows]]
     for col in spec.columns:
         sort_keys.append(cells[col].map(_natural))
     order = sorted(range(len(cells)), key=lambda i: tuple(s.iloc[i] for s in sort_keys))
@@ -675,9 +679,10 @@ def _order(cells: pd.DataFrame, spec: TableSpec) -> pd.DataFrame:
 def _natural(value: object) -> tuple:
     text = key_text(value)
     try:
-        return (0, float(text), text)
+        number = float(text)
     except ValueError:
         return (1, 0.0, text)
+    return (0, number, text) if not math.isnan(number) else (1, 0.0, text)
 
 
 def _pooled_note(tidy: pd.DataFrame, runs: Optional[pd.DataFrame], spec: TableSpec) -> list[str]:

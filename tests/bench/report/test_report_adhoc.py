@@ -58,6 +58,9 @@ def test_a_sweep_table_holds_its_runs_only_one_row_per_configuration(tmp_path):
 
     everything = build_report("adhoc", "quick", runs, tmp_path / "results")
     assert len(everything.tables["train_error"].cells) == 3 and "eval_error" in everything.tables
+    cells = everything.tables["train_error"].cells   # rows ordered by their labels, not by identity hash
+    assert [(a, int(n)) for a, n in zip(cells["algorithm.name"], cells["run.steps"])] == [
+        ("pg", 100), ("tpo", 50), ("tpo", 100)]
 
 
 def test_distinguishing_keys_skip_each_algorithms_own_defaults():
