@@ -176,9 +176,10 @@ def group_pg_loss(batch: GroupBatch, params: GroupPGParams) -> tuple[Tensor, dic
 
     Invariant (tests): ∇_θ loss = −(1/G) Σ_g Σ_k w u/η ∇ℓ_θ.
     """
-    u = standardised_scores(batch, params.std_eps, params.zero_var_rtol).detach()
+    live_w = _live_weights(batch)
+    u = _standardised(batch, params.std_eps, params.zero_var_rtol, live_w).detach()
     x = -(u / params.eta) * batch.seq_logp()
     loss = aggregate(x[..., None], None, "group_sum", weights=batch.candidate_weights())
-    zero_var = zero_variance_groups(batch.scores, params.std_eps, _live_weights(batch), params.zero_var_rtol)
+    zero_var = zero_variance_groups(batch.scores, params.std_eps, live_w, params.zero_var_rtol)
     diags = {"adv_abs": u.abs().mean(), "zero_var_frac": zero_var.to(u.dtype).mean()}
     return loss, {k: v.detach() for k, v in diags.items()}

@@ -98,14 +98,13 @@ def _no_runs(where: Path, experiment: str, scale: Optional[str] = None,
     return NoRunsError(f"no runs of experiment '{experiment}' in {where}; produce them with: {hint}")
 
 
-def _off_grid(runs: pd.DataFrame, runs_root: Path, experiment: str, scale: str) -> NoRunsError:
-    """No record at any point of the expected grid, only runs off it: say so (and how to show them, the
-    ``--set`` hints of :func:`select_grid`'s reasons) rather than write an all-missing table over a report."""
-    hints = sorted({r.split("; to show it: ", 1)[1].split(";", 1)[0] for r in runs["reason"]
-                    if isinstance(r, str) and "; to show it: " in r})
+def _off_grid(sel: Selection, runs_root: Path, experiment: str, scale: str) -> NoRunsError:
+    """No record at any point of the expected grid, only runs off it: say so (and how to show them,
+    ``sel.off_grid_shows``) rather than write an all-missing table over a report."""
+    hints = sorted(set(sel.off_grid_shows))
     show = f"; to show them: {' or '.join(hints)}" if hints else ""
     return NoRunsError(f"no run of the expected grid of '{experiment}' ({scale}) in {runs_root / experiment / scale}: "
-                       f"its {len(runs)} records are not grid points{show}; run the grid with: bench "
+                       f"its {len(sel.runs)} records are not grid points{show}; run the grid with: bench "
                        f"experiment={experiment} scale={scale}{_root_options(runs_root)[1]}")
 
 
@@ -143,7 +142,8 @@ def default_out_dir(runs_root: Path, experiment: str, scale: str, sweep: Optiona
 class Selection:
     """The runs a report uses: ``runs`` (every record, with ``included``/``reason`` updated),
     ``table_runs`` (those the tables are built from), ``tidy`` (their values), ``missing``
-    (labels), ``missing_configs`` (flattened configs of the missing runs), ``differences``."""
+    (labels), ``missing_configs`` (flattened configs of the missing runs), ``differences``,
+    ``off_grid_shows`` (the ``bench-report --set`` commands that show completed records off the grid)."""
 
     runs: pd.DataFrame
     table_runs: pd.DataFrame
@@ -151,6 +151,7 @@ class Selection:
     missing: list[str] = field(default_factory=list)
     missing_configs: list[dict] = field(default_factory=list)
     differences: list[str] = field(default_factory=list)
+    off_grid_shows: list[str] = field(default_factory=list)
 
 
 def _row_dict(row: pd.Series) -> dict:
@@ -172,7 +173,7 @@ def select_grid(data: Collected, grid: Sequence[ExpectedRun], experiment: str, s
     used: set[str] = set()          # the completed record chosen at each grid point
     unfinished: set[str] = set()    # records of grid points that have no completed one (NaN cells)
     at_point: set[str] = set()
-    missing, missing_configs, diffs = [], [], []
+    missing, missing_configs, diffs, shows = [], [], [], []
     for expected in grid:
         here = [r for _, r in live.iterrows() if matches(_row_dict(r), expected)]
         at_point.update(r["run_id"] for r in here)
@@ -202,13 +203,16 @@ def select_grid(data: Collected, grid: Sequence[ExpectedRun], experiment: str, s
             off = [f"--set {k.removesuffix('.name')}={key_text(row.get(k))}" for k in axes
                    if key_text(row.get(k)) not in {e.coords.get(k) for e in grid}]
             show = f"bench-report {experiment} --scale {scale}{_root_options(runs_root)[0]} {' '.join(off)}"
-            hint = f"; to show it: {show}" if off and row["included"] else ""   # an axis value the grid lacks
+            hint = ""
+            if off and row["included"]:   # a completed record at an axis value the grid lacks
+                hint = f"; to show it: {show}"
+                shows.append(show)
             runs.loc[idx, "reason"] = f"not a grid point of {experiment}/{scale} ({where}){hint}" + (
                 f"; {row['reason']}" if row["reason"] else "")
         runs.loc[idx, "included"] = False
     table_runs = runs[runs["run_id"].isin(used | unfinished) & ~runs["superseded"]]
     tidy = data.tidy[data.tidy["run_id"].isin(table_runs["run_id"])]
-    return Selection(runs, table_runs, tidy, missing, missing_configs, diffs)
+    return Selection(runs, table_runs, tidy, missing, missing_configs, diffs, shows)
 
 
 def sweep_members(sweep: Path, runs: pd.DataFrame) -> set[str]:
@@ -275,7 +279,7 @@ def build_report(experiment: str, scale: Optional[str], runs_root: Path, results
         if grid:
             sel = select_grid(data, grid, experiment, scale, runs_root)
             if sel.table_runs.empty:
-                raise _off_grid(sel.runs, runs_root, experiment, scale)
+                raise _off_grid(sel, runs_root, experiment, scale)
         else:
             sel = Selection(data.runs, data.runs, data.tidy)
         specs = specs_for(experiment, sel.tidy, sel.table_runs)
